@@ -1,0 +1,1 @@
+"""Post-deploy verification of a live vLLM endpoint (``kvstack verify``). Needs no Pulumi."""

@@ -1,0 +1,1 @@
+"""Grafana dashboards generated with grafana-foundation-sdk and committed as sorted-key JSON."""

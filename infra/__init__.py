@@ -1,0 +1,1 @@
+"""The Pulumi program and the pure code it is built from (config, manifests, capacity planning)."""
