@@ -1,0 +1,311 @@
+"""kvstack's Prometheus recording and alerting rules, as a plain ``groups:`` document.
+
+``rule_groups(AlertThresholds())`` dumped by ``rules_yaml`` is the committed ``alerts/kvstack-rules.yaml``
+(``python -m alerts.rules`` rewrites it), the file ``promtool check rules`` / ``promtool test rules`` run
+on. Infra renders the same function with the stack's thresholds and wraps the result into a
+PrometheusRule; nothing here knows about Kubernetes objects.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from alerts import promql as q
+from alerts.thresholds import AlertThresholds
+
+RULES_FILE = Path(__file__).with_name("kvstack-rules.yaml")
+RECORDING_GROUP = "kvstack-vllm.rules"
+ALERTING_GROUP = "kvstack-vllm.alerts"
+WINDOW = "5m"
+
+# kube-state-metrics series (exist only in a cluster running kube-state-metrics)
+KSM_HPA_CURRENT = "kube_horizontalpodautoscaler_status_current_replicas"
+KSM_HPA_DESIRED = "kube_horizontalpodautoscaler_status_desired_replicas"
+KSM_HPA_MAX = "kube_horizontalpodautoscaler_spec_max_replicas"
+
+Severity = Literal["critical", "warning", "info"]
+
+
+# Recording rule names: level:metric:operations (https://prometheus.io/docs/practices/rules/).
+class Record:
+    KV_CACHE_USAGE_BY_POD = "namespace_pod_model:vllm_kv_cache_usage_perc:max"
+    WAITING_BY_POD = "namespace_pod_model:vllm_num_requests_waiting:sum"
+    RUNNING_BY_POD = "namespace_pod_model:vllm_num_requests_running:sum"
+    WAITING_PER_REPLICA = "namespace_model:vllm_num_requests_waiting_per_replica:avg"
+    TTFT_P95 = "namespace_model:vllm_time_to_first_token_seconds:p95_rate5m"
+    TTFT_P99 = "namespace_model:vllm_time_to_first_token_seconds:p99_rate5m"
+    ITL_P95 = "namespace_model:vllm_inter_token_latency_seconds:p95_rate5m"
+    ITL_P99 = "namespace_model:vllm_inter_token_latency_seconds:p99_rate5m"
+    REQUESTS_RATE = "namespace_model:vllm_requests:rate5m"
+    PROMPT_TOKENS_RATE = "namespace_model:vllm_prompt_tokens:rate5m"
+    GENERATION_TOKENS_RATE = "namespace_model:vllm_generation_tokens:rate5m"
+    PREFIX_CACHE_QUERIES_RATE = "namespace_model:vllm_prefix_cache_queries:rate5m"
+    PREFIX_CACHE_HIT_RATIO = "namespace_model:vllm_prefix_cache_hits:ratio_rate5m"
+    PREEMPTIONS_RATE_BY_POD = "namespace_pod_model:vllm_num_preemptions:rate5m"
+    HTTP_5XX_RATIO = "namespace_job:vllm_http_5xx:ratio_rate5m"
+    REQUEST_ERROR_RATIO = "namespace_model:vllm_request_errors:ratio_rate5m"
+
+
+def recording_rules() -> list[dict[str, str]]:
+    """The recording rules, in evaluation order (a rule may use the ones above it)."""
+    rules = [
+        (Record.KV_CACHE_USAGE_BY_POD, q.kv_cache_usage_by_pod()),
+        (Record.WAITING_BY_POD, q.requests_waiting_by_pod()),
+        (Record.RUNNING_BY_POD, q.requests_running_by_pod()),
+        (Record.WAITING_PER_REPLICA, f"avg by ({q.by(q.MODEL_LABELS)}) ({Record.WAITING_BY_POD})"),
+        (Record.TTFT_P95, q.histogram_quantile(0.95, q.TTFT, WINDOW)),
+        (Record.TTFT_P99, q.histogram_quantile(0.99, q.TTFT, WINDOW)),
+        (Record.ITL_P95, q.histogram_quantile(0.95, q.ITL, WINDOW)),
+        (Record.ITL_P99, q.histogram_quantile(0.99, q.ITL, WINDOW)),
+        (Record.REQUESTS_RATE, q.sum_rate(q.REQUEST_SUCCESS, WINDOW)),
+        (Record.PROMPT_TOKENS_RATE, q.sum_rate(q.PROMPT_TOKENS, WINDOW)),
+        (Record.GENERATION_TOKENS_RATE, q.sum_rate(q.GENERATION_TOKENS, WINDOW)),
+        (Record.PREFIX_CACHE_QUERIES_RATE, q.sum_rate(q.PREFIX_CACHE_QUERIES, WINDOW)),
+        (Record.PREFIX_CACHE_HIT_RATIO, q.prefix_cache_hit_ratio(WINDOW)),
+        (Record.PREEMPTIONS_RATE_BY_POD, q.sum_rate(q.PREEMPTIONS, WINDOW, labels=q.POD_LABELS)),
+        (Record.REQUEST_ERROR_RATIO, q.request_error_ratio(WINDOW)),
+    ]
+    return [{"record": name, "expr": expr} for name, expr in rules]
+
+
+def _http_5xx_recording_rule(t: AlertThresholds) -> dict[str, str]:
+    return {
+        "record": Record.HTTP_5XX_RATIO,
+        "expr": q.http_5xx_ratio(WINDOW, q.job_matcher(t.scrape_job_regex)),
+    }
+
+
+@dataclass(frozen=True)
+class AlertSpec:
+    name: str
+    expr: str
+    for_: str
+    severity: Severity
+    summary: str
+    description: str
+    runbook: str  # file name in docs/runbooks/, without .md
+
+    def rule(self, runbook_base_url: str) -> dict[str, Any]:
+        return {
+            "alert": self.name,
+            "expr": self.expr,
+            "for": self.for_,
+            "labels": {"severity": self.severity, "component": "vllm"},
+            "annotations": {
+                "summary": self.summary,
+                "description": self.description,
+                "runbook_url": f"{runbook_base_url}/{self.runbook}.md",
+            },
+        }
+
+
+def _fmt(x: float) -> str:
+    """A threshold as PromQL/humans write it: 5 not 5.0, 0.05 not 5e-02."""
+    return f"{x:g}"
+
+
+def alert_specs(t: AlertThresholds) -> list[AlertSpec]:
+    """Every kvstack alert with its condition, ``for:``, severity and texts."""
+    job = q.job_matcher(t.scrape_job_regex)
+    pod = "{{ $labels.namespace }}/{{ $labels.pod }}"
+    model = "{{ $labels.namespace }}/{{ $labels.model_name }}"
+    return [
+        AlertSpec(
+            name="VLLMKVCacheSaturated",
+            expr=f"{Record.KV_CACHE_USAGE_BY_POD} > {_fmt(t.kv_cache_saturation)}",
+            for_=t.kv_cache_saturation_for,
+            severity="warning",
+            summary="vLLM KV cache is saturated on a pod.",
+            description=(
+                f"KV-cache usage of {pod} ({{{{ $labels.model_name }}}}) has been above "
+                f"{t.kv_cache_saturation:.0%} for {t.kv_cache_saturation_for} "
+                "(now {{ $value | humanizePercentage }}). New requests queue and running ones get "
+                "preempted; add replicas or cut max_model_len / max_num_seqs."
+            ),
+            runbook="vllm-kv-cache-saturated",
+        ),
+        AlertSpec(
+            name="VLLMQueueBuilding",
+            expr=f"{Record.WAITING_BY_POD} > {_fmt(t.queue_depth_per_replica)}",
+            for_=t.queue_depth_for,
+            severity="warning",
+            summary="Requests are queueing on a vLLM pod.",
+            description=(
+                f"{pod} ({{{{ $labels.model_name }}}}) has had more than {_fmt(t.queue_depth_per_replica)} "
+                f"requests waiting for {t.queue_depth_for} (now {{{{ $value }}}}): the engine cannot admit "
+                "them (max_num_seqs reached or KV cache full)."
+            ),
+            runbook="vllm-queue-building",
+        ),
+        AlertSpec(
+            name="VLLMTTFTP95OverSLO",
+            expr=f"{Record.TTFT_P95} > {_fmt(t.ttft_p95_slo_seconds)}",
+            for_=t.ttft_p95_for,
+            severity="critical",
+            summary="vLLM time to first token p95 is over the SLO.",
+            description=(
+                f"p95 TTFT of {model} over 5m has been above the {_fmt(t.ttft_p95_slo_seconds)} s SLO "
+                f"for {t.ttft_p95_for} (now {{{{ $value | humanizeDuration }}}})."
+            ),
+            runbook="vllm-ttft-p95-over-slo",
+        ),
+        AlertSpec(
+            name="VLLMITLP99OverSLO",
+            expr=f"{Record.ITL_P99} > {_fmt(t.itl_p99_slo_seconds)}",
+            for_=t.itl_p99_for,
+            severity="warning",
+            summary="vLLM inter-token latency p99 is over the SLO.",
+            description=(
+                f"p99 inter-token latency of {model} over 5m has been above the "
+                f"{_fmt(t.itl_p99_slo_seconds)} s SLO for {t.itl_p99_for} "
+                "(now {{ $value | humanizeDuration }}): batches are too large or prefills stall decoding."
+            ),
+            runbook="vllm-itl-p99-over-slo",
+        ),
+        AlertSpec(
+            name="VLLMPreemptions",
+            expr=f"{Record.PREEMPTIONS_RATE_BY_POD} > {_fmt(t.preemption_rate_per_second)}",
+            for_=t.preemption_for,
+            severity="warning",
+            summary="vLLM is preempting requests for lack of KV-cache blocks.",
+            description=(
+                f"{pod} ({{{{ $labels.model_name }}}}) has preempted more than "
+                f"{_fmt(t.preemption_rate_per_second)} requests/s for {t.preemption_for} "
+                "(now {{ $value | humanize }}/s). Preempted requests are recomputed: wasted GPU time."
+            ),
+            runbook="vllm-preemptions",
+        ),
+        AlertSpec(
+            name="VLLMEngineDown",
+            expr=f"{q.selector(q.UP, job)} == 0",
+            for_=t.engine_down_for,
+            severity="critical",
+            summary="A vLLM pod's metrics endpoint is down.",
+            description=(
+                "Prometheus has failed to scrape {{ $labels.instance }} "
+                f"({pod}, job {{{{ $labels.job }}}}) for {t.engine_down_for}: the server is not listening "
+                "(crashed, restarting, or still loading the model past the startup budget)."
+            ),
+            runbook="vllm-engine-down",
+        ),
+        AlertSpec(
+            name="VLLMMetricsAbsent",
+            expr=(
+                f"absent({q.selector(q.UP, job)} == 1)\n"
+                "or\n"
+                f"(\n  {q.selector(q.UP, job)} == 1\n  unless on (job, instance)\n  {q.REQUESTS_RUNNING}\n)"
+            ),
+            for_=t.metrics_absent_for,
+            severity="critical",
+            summary="No vLLM metrics: no target is up, or a target is up without vLLM series.",
+            description=(
+                "{{ if $labels.instance }}{{ $labels.instance }} (job {{ $labels.job }}) has been scraped "
+                f"without exposing {q.REQUESTS_RUNNING}"
+                f"{{{{ else }}}}No target of a scrape job matching /{t.scrape_job_regex}/ has been up"
+                f"{{{{ end }}}} for {t.metrics_absent_for}. Every vLLM alert and the autoscaler are blind "
+                "meanwhile."
+            ),
+            runbook="vllm-metrics-absent",
+        ),
+        AlertSpec(
+            name="VLLMHighErrorRatio",
+            expr=f"{Record.HTTP_5XX_RATIO} > {_fmt(t.error_ratio)}",
+            for_=t.error_ratio_for,
+            severity="critical",
+            summary="vLLM is answering the OpenAI API with 5xx errors.",
+            description=(
+                f"More than {t.error_ratio:.0%} of /v1 requests of job {{{{ $labels.job }}}} in "
+                f"{{{{ $labels.namespace }}}} have been 5xx for {t.error_ratio_for} "
+                "(now {{ $value | humanizePercentage }})."
+            ),
+            runbook="vllm-high-error-ratio",
+        ),
+        AlertSpec(
+            name="VLLMAutoscalerAtMaxWithQueue",
+            expr=(
+                "(\n"
+                f'  {KSM_HPA_CURRENT}{{horizontalpodautoscaler=~"{t.hpa_name_regex}"}}\n'
+                "  >=\n"
+                f'  clamp_max({KSM_HPA_MAX}{{horizontalpodautoscaler=~"{t.hpa_name_regex}"}}, '
+                f"{t.max_replicas})\n"
+                ")\n"
+                "and on (namespace)\n"
+                f"(max by (namespace) ({Record.WAITING_PER_REPLICA}) > {_fmt(t.queue_depth_per_replica)})"
+            ),
+            for_=t.autoscaler_at_max_for,
+            severity="critical",
+            summary="The vLLM autoscaler is at its maximum and requests still queue.",
+            description=(
+                "HPA {{ $labels.namespace }}/{{ $labels.horizontalpodautoscaler }} has run "
+                f"{{{{ $value }}}} replicas, its ceiling (at most {t.max_replicas}), for "
+                f"{t.autoscaler_at_max_for} while more than {_fmt(t.queue_depth_per_replica)} requests per "
+                "replica wait. Scaling cannot help: raise the ceiling (GPU quota) or shed load."
+            ),
+            runbook="vllm-autoscaler-at-max-with-queue",
+        ),
+        AlertSpec(
+            name="VLLMPrefixCacheHitRateCollapsed",
+            expr=(
+                f"{Record.PREFIX_CACHE_HIT_RATIO} < {_fmt(t.prefix_cache_hit_rate_floor)}\n"
+                f"and\n{Record.PREFIX_CACHE_QUERIES_RATE} > 0"
+            ),
+            for_=t.prefix_cache_hit_rate_for,
+            severity="warning",
+            summary="vLLM's prefix-cache hit rate has collapsed.",
+            description=(
+                f"Under {t.prefix_cache_hit_rate_floor:.0%} of the prompt tokens of {model} have hit the "
+                f"prefix cache for {t.prefix_cache_hit_rate_for} "
+                "(now {{ $value | humanizePercentage }}): prefix caching off, cache evicted by KV pressure, "
+                "or the prompts' shared prefix changed."
+            ),
+            runbook="vllm-prefix-cache-hit-rate-collapsed",
+        ),
+    ]
+
+
+def rule_groups(thresholds: AlertThresholds, *, runbook_base_url: str | None = None) -> dict[str, Any]:
+    """The whole plain rule file: ``{"groups": [recording rules, alerts]}``."""
+    base = (runbook_base_url or thresholds.runbook_base_url).rstrip("/")
+    return {
+        "groups": [
+            {"name": RECORDING_GROUP, "rules": [*recording_rules(), _http_5xx_recording_rule(thresholds)]},
+            {"name": ALERTING_GROUP, "rules": [spec.rule(base) for spec in alert_specs(thresholds)]},
+        ]
+    }
+
+
+class _RulesDumper(yaml.SafeDumper):
+    """Multi-line PromQL as ``|`` blocks, so that the committed file reads like hand-written rules."""
+
+
+def _str_representer(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in data else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_RulesDumper.add_representer(str, _str_representer)
+
+
+def rules_yaml(document: dict[str, Any]) -> str:
+    """The YAML text of a rule document (key order kept, long lines not folded)."""
+    header = "# Generated by `python -m alerts.rules` from alerts/rules.py: edit that, not this file.\n"
+    body = yaml.dump(document, Dumper=_RulesDumper, sort_keys=False, width=1_000, allow_unicode=True)
+    return header + body
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Rewrite ``alerts/kvstack-rules.yaml`` from the default thresholds (or write to argv[0])."""
+    args = sys.argv[1:] if argv is None else argv
+    target = Path(args[0]) if args else RULES_FILE
+    target.write_text(rules_yaml(rule_groups(AlertThresholds())), encoding="utf-8")
+    print(f"wrote {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

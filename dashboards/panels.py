@@ -1,0 +1,335 @@
+"""The panels of kvstack's dashboards: one small pure function per panel over a shared panel factory.
+
+Every query comes from ``alerts.promql`` (the same PromQL the rules and the autoscaler use), filtered by
+the dashboard variables and windowed by ``$__rate_interval``. This module imports grafana-foundation-sdk
+(the ``monitoring`` extra); ``dashboards/__init__.py`` does not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from grafana_foundation_sdk.builders import common as common_builders
+from grafana_foundation_sdk.builders import prometheus, table, timeseries
+from grafana_foundation_sdk.models import common
+from grafana_foundation_sdk.models.dashboard import DataSourceRef
+from grafana_foundation_sdk.models.prometheus import PromQueryFormat
+
+from alerts import promql as q
+from alerts.rules import KSM_HPA_CURRENT, KSM_HPA_DESIRED, KSM_HPA_MAX
+
+DATASOURCE = DataSourceRef(type_val="prometheus", uid="${datasource}")
+RATE = "$__rate_interval"
+
+# Variable-filtered matchers (variables are declared in dashboards/generate.py).
+VLLM = 'namespace=~"$namespace",model_name=~"$model_name"'
+VLLM_HTTP = 'namespace=~"$namespace",job=~"$job"'
+HPA = 'namespace=~"$namespace",horizontalpodautoscaler=~"$hpa"'
+
+QUANTILES = (0.5, 0.95, 0.99)
+PANEL_WIDTH = 12
+PANEL_HEIGHT = 8
+
+
+@dataclass(frozen=True)
+class Query:
+    expr: str
+    legend: str
+    instant: bool = False
+
+
+def prometheus_target(query: Query, ref_id: str) -> prometheus.Dataquery:
+    target = (
+        prometheus.Dataquery()
+        .expr(query.expr)
+        .legend_format(query.legend)
+        .ref_id(ref_id)
+        .datasource(DATASOURCE)
+    )
+    if query.instant:
+        return target.instant().format(PromQueryFormat.TABLE)
+    return target.range()
+
+
+def _ref_id(i: int) -> str:
+    return chr(ord("A") + i)
+
+
+def timeseries_panel(
+    title: str,
+    description: str,
+    unit: str,
+    queries: Sequence[Query],
+    *,
+    max_val: float | None = None,
+    width: int = PANEL_WIDTH,
+    height: int = PANEL_HEIGHT,
+) -> timeseries.Panel:
+    """The shared factory: a time series on the ``$datasource`` variable, min 0, legend as a table."""
+    panel = (
+        timeseries.Panel()
+        .title(title)
+        .description(description)
+        .datasource(DATASOURCE)
+        .unit(unit)
+        .min(0)
+        .span(width)
+        .height(height)
+        .fill_opacity(10)
+        .legend(
+            common_builders.VizLegendOptions()
+            .display_mode(common.LegendDisplayMode.TABLE)
+            .placement(common.LegendPlacement.BOTTOM)
+            .show_legend(True)
+        )
+        .tooltip(common_builders.VizTooltipOptions().mode(common.TooltipDisplayMode.MULTI))
+    )
+    if max_val is not None:
+        panel = panel.max(max_val)
+    for i, query in enumerate(queries):
+        panel = panel.with_target(prometheus_target(query, _ref_id(i)))
+    return panel
+
+
+def _quantile_queries(histogram: str) -> list[Query]:
+    return [
+        Query(
+            q.histogram_quantile(quantile, histogram, RATE, VLLM),
+            f"p{round(quantile * 100)} {{{{model_name}}}}",
+        )
+        for quantile in QUANTILES
+    ]
+
+
+# --- Traffic -------------------------------------------------------------------------------------------
+
+
+def requests_per_second() -> timeseries.Panel:
+    return timeseries_panel(
+        "Requests/s",
+        "Requests the engine finished per second, by finish reason (stop, length, abort, error).",
+        "reqps",
+        [
+            Query(
+                q.sum_rate(q.REQUEST_SUCCESS, RATE, VLLM, ("model_name", "finished_reason")),
+                "{{model_name}} {{finished_reason}}",
+            )
+        ],
+    )
+
+
+def tokens_per_second() -> timeseries.Panel:
+    return timeseries_panel(
+        "Tokens/s in and out",
+        "Prompt tokens processed (in) and tokens generated (out) per second.",
+        "suffix: tok/s",
+        [
+            Query(q.sum_rate(q.PROMPT_TOKENS, RATE, VLLM, ("model_name",)), "in {{model_name}}"),
+            Query(q.sum_rate(q.GENERATION_TOKENS, RATE, VLLM, ("model_name",)), "out {{model_name}}"),
+        ],
+    )
+
+
+def errors() -> timeseries.Panel:
+    return timeseries_panel(
+        "Errors",
+        "5xx share of /v1 requests (HTTP) and share of requests the engine finished with an error.",
+        "percentunit",
+        [
+            Query(q.http_5xx_ratio(RATE, VLLM_HTTP), "5xx {{job}}"),
+            Query(q.request_error_ratio(RATE, VLLM), "engine errors {{model_name}}"),
+        ],
+    )
+
+
+# --- Latency -------------------------------------------------------------------------------------------
+
+
+def time_to_first_token() -> timeseries.Panel:
+    return timeseries_panel(
+        "Time to first token p50/p95/p99",
+        "TTFT: queueing + prefill. Rises first when the queue builds or prompts get longer.",
+        "s",
+        _quantile_queries(q.TTFT),
+    )
+
+
+def inter_token_latency() -> timeseries.Panel:
+    return timeseries_panel(
+        "Inter-token latency p50/p95/p99",
+        "Time between streamed tokens: grows with the running batch and with prefills interleaved in it.",
+        "s",
+        _quantile_queries(q.ITL),
+    )
+
+
+def end_to_end_latency() -> timeseries.Panel:
+    return timeseries_panel(
+        "End-to-end request latency p50/p95/p99",
+        "From arrival to last token, including the queue.",
+        "s",
+        _quantile_queries(q.E2E),
+    )
+
+
+# --- Saturation ----------------------------------------------------------------------------------------
+
+
+def running_and_waiting() -> timeseries.Panel:
+    return timeseries_panel(
+        "Running and waiting requests per pod",
+        "Running: in the batch. Waiting: not admitted (max_num_seqs reached or no free KV blocks).",
+        "short",
+        [
+            Query(q.requests_running_by_pod(VLLM), "running {{pod}}"),
+            Query(q.requests_waiting_by_pod(VLLM), "waiting {{pod}}"),
+        ],
+    )
+
+
+def kv_cache_usage_per_pod() -> timeseries.Panel:
+    return timeseries_panel(
+        "KV-cache usage per pod",
+        "Share of KV blocks held by running requests (a pod's fullest engine). Near 100%: requests queue "
+        "and get preempted.",
+        "percentunit",
+        [Query(q.kv_cache_usage_by_pod(VLLM), "{{pod}}")],
+        max_val=1,
+    )
+
+
+def prefix_cache_hit_rate() -> timeseries.Panel:
+    return timeseries_panel(
+        "Prefix-cache hit rate",
+        "Share of prompt tokens whose KV came from the prefix cache instead of prefill.",
+        "percentunit",
+        [Query(q.prefix_cache_hit_ratio(RATE, VLLM), "{{model_name}}")],
+        max_val=1,
+    )
+
+
+def preemptions() -> timeseries.Panel:
+    return timeseries_panel(
+        "Preemptions/s per pod",
+        "Requests evicted from the batch for lack of KV blocks and recomputed later.",
+        "short",
+        [Query(q.sum_rate(q.PREEMPTIONS, RATE, VLLM, q.POD_LABELS), "{{pod}}")],
+    )
+
+
+# --- Autoscaling ---------------------------------------------------------------------------------------
+
+
+def replicas_vs_desired() -> timeseries.Panel:
+    return timeseries_panel(
+        "Replicas vs autoscaler's desired count",
+        "vLLM pods reporting metrics against the HPA's current, desired and maximum replicas "
+        "(kube-state-metrics). Desired above reporting for minutes: pods are still loading the model.",
+        "short",
+        [
+            Query(f"sum by (namespace) ({q.replicas_reporting(VLLM)})", "vLLM pods reporting"),
+            Query(f"max by (horizontalpodautoscaler) ({KSM_HPA_CURRENT}{{{HPA}}})", "current"),
+            Query(f"max by (horizontalpodautoscaler) ({KSM_HPA_DESIRED}{{{HPA}}})", "desired"),
+            Query(f"max by (horizontalpodautoscaler) ({KSM_HPA_MAX}{{{HPA}}})", "max"),
+        ],
+    )
+
+
+def autoscaler_inputs() -> timeseries.Panel:
+    return timeseries_panel(
+        "Autoscaler inputs: waiting per replica, mean KV-cache usage",
+        "What the HPA/KEDA act on: mean waiting requests per pod (left) and mean KV-cache usage (right).",
+        "short",
+        [
+            Query(q.requests_waiting_per_replica(VLLM), "waiting/replica {{model_name}}"),
+            Query(
+                f"avg by ({q.by(q.MODEL_LABELS)}) ({q.kv_cache_usage_by_pod(VLLM)})",
+                "KV usage {{model_name}}",
+            ),
+        ],
+    )
+
+
+# --- KV capacity ---------------------------------------------------------------------------------------
+
+CACHE_CONFIG_LABELS = (
+    "namespace",
+    "pod",
+    "model_name",
+    "block_size",
+    "num_gpu_blocks",
+    "kv_cache_size_tokens",
+    "kv_cache_max_concurrency",
+    "gpu_memory_utilization",
+    "enable_prefix_caching",
+    "cache_dtype",
+)
+
+
+def cache_config() -> table.Panel:
+    expr = f"max by ({q.by(CACHE_CONFIG_LABELS)}) ({q.selector(q.CACHE_CONFIG_INFO, VLLM)})"
+    return (
+        table.Panel()
+        .title("PagedAttention capacity per pod")
+        .description(
+            "From vllm:cache_config_info. KV tokens = num_gpu_blocks x block_size; max concurrency = KV "
+            "tokens / max_model_len (requests of full length that fit at once)."
+        )
+        .datasource(DATASOURCE)
+        .span(24)
+        .height(6)
+        .with_target(prometheus_target(Query(expr, "", instant=True), "A"))
+    )
+
+
+def waiting_by_reason() -> timeseries.Panel:
+    return timeseries_panel(
+        "Waiting requests by reason",
+        "capacity: no free KV blocks (add replicas or KV memory); deferred: held back by the scheduler.",
+        "short",
+        [
+            Query(
+                f"sum by (namespace, pod, reason) ({q.selector(q.REQUESTS_WAITING_BY_REASON, VLLM)})",
+                "{{pod}} {{reason}}",
+            )
+        ],
+    )
+
+
+def prompt_tokens_cached_share() -> timeseries.Panel:
+    cached = q.sum_rate(q.PROMPT_TOKENS_CACHED, RATE, VLLM, ("model_name",))
+    total = q.sum_rate(q.PROMPT_TOKENS, RATE, VLLM, ("model_name",))
+    return timeseries_panel(
+        "Prefix-cache hit rate and cached prompt share",
+        "Prefix-cache hits / queries (tokens), and prompt tokens served from cache / all prompt tokens.",
+        "percentunit",
+        [
+            Query(q.prefix_cache_hit_ratio(RATE, VLLM), "hit rate {{model_name}}"),
+            Query(f"{cached}\n/\n{total}", "cached prompt share {{model_name}}"),
+        ],
+        max_val=1,
+    )
+
+
+def request_lengths() -> timeseries.Panel:
+    return timeseries_panel(
+        "Prompt and generation length p50/p95",
+        "KV demand per request: each token holds a KV slot until the request ends.",
+        "short",
+        [
+            Query(q.histogram_quantile(0.5, q.PROMPT_LENGTH, RATE, VLLM), "prompt p50 {{model_name}}"),
+            Query(q.histogram_quantile(0.95, q.PROMPT_LENGTH, RATE, VLLM), "prompt p95 {{model_name}}"),
+            Query(q.histogram_quantile(0.5, q.GENERATION_LENGTH, RATE, VLLM), "output p50 {{model_name}}"),
+            Query(q.histogram_quantile(0.95, q.GENERATION_LENGTH, RATE, VLLM), "output p95 {{model_name}}"),
+        ],
+    )
+
+
+def queue_time() -> timeseries.Panel:
+    return timeseries_panel(
+        "Queue time p50/p95/p99",
+        "Time requests waited for admission (KV blocks or a batch slot).",
+        "s",
+        _quantile_queries(q.QUEUE_TIME),
+    )

@@ -1,0 +1,1 @@
+"""Monitoring as code: promtool, generators, metric names, and the live PromQL proof."""
