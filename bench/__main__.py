@@ -1,0 +1,5 @@
+"""``python -m bench``: run ``kvstack verify`` without the kvstack command (e.g. on a bare GPU image)."""
+
+from bench.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,261 @@
+"""Continuous batching: the same number of distinct prompts one at a time, then all at once, plus a sweep.
+
+Output length is fixed (``ignore_eos`` + ``max_tokens``) and output tokens are counted from the server's
+usage chunks, so the two phases do the same work and the ratio of their tokens/s is the batching gain.
+The phases use different nonces: the all-at-once prompts must not find the one-at-a-time prompts in the
+prefix cache. The sweep runs ``rounds x level`` requests at each level with at most ``level`` in flight and
+reports throughput, TTFT, TPOT, ITL and end-to-end latency per level, and the knee: the first level where
+latency grew by a larger factor than throughput.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from pydantic import BaseModel
+
+from bench.checks.context import RunContext
+from bench.client import RequestOutcome
+from bench.discovery import fit_units
+from bench.load import BatchResult, StreamRequest, completion_payload, run_batch
+from bench.prompts import distinct_prompt, new_nonce
+from bench.report import CheckResult, Verdict
+from bench.stats import Distribution, LevelPoint, distribution_ms, find_knee
+
+NAME = "batching"
+TITLE = "Continuous batching"
+
+
+class PhaseFigures(BaseModel):
+    concurrency: int
+    requests: int
+    failed: int
+    wall_s: float
+    output_tokens: int
+    output_throughput: float  # output tokens/s (server usage) over the phase's wall time
+    request_throughput: float
+    ttft: Distribution
+    tpot: Distribution
+    itl: Distribution
+    e2e: Distribution
+
+
+class SweepFigures(BaseModel):
+    prompt_tokens: int | None
+    output_tokens: int
+    rounds: int
+    levels: list[PhaseFigures]
+    knee_concurrency: int | None = None
+    knee_note: str = ""
+    peak_throughput: float | None = None
+    peak_concurrency: int | None = None
+
+
+def phase_figures(result: BatchResult) -> PhaseFigures:
+    """Reduce one phase's outcomes to figures: pure."""
+    ok = result.ok
+    itl: list[float] = []
+    for o in ok:
+        itl.extend(o.itl)
+    return PhaseFigures(
+        concurrency=result.concurrency,
+        requests=len(result.outcomes),
+        failed=len(result.failed),
+        wall_s=result.wall_s,
+        output_tokens=result.output_tokens,
+        output_throughput=result.output_throughput,
+        request_throughput=len(ok) / result.wall_s if result.wall_s > 0 else 0.0,
+        ttft=distribution_ms([o.ttft for o in ok if o.ttft is not None]),
+        tpot=distribution_ms([t for t in (o.tpot for o in ok) if t is not None]),
+        itl=distribution_ms(itl),
+        e2e=distribution_ms([o.e2e for o in ok if o.e2e is not None]),
+    )
+
+
+def sweep_summary(levels: list[PhaseFigures]) -> tuple[int | None, str, float | None, int | None]:
+    """(knee concurrency, knee note, peak throughput, its concurrency) from the sweep's levels: pure."""
+    points = [
+        LevelPoint(concurrency=lv.concurrency, throughput=lv.output_throughput, latency=lv.e2e.p50_ms or 0.0)
+        for lv in levels
+        if lv.requests > lv.failed
+    ]
+    peak = max(points, key=lambda p: p.throughput, default=None)
+    knee = find_knee(points)
+    if knee is None:
+        note = (
+            f"no knee up to concurrency {points[-1].concurrency}: throughput grew at least as fast as latency"
+            if len(points) >= 2
+            else "too few levels for a knee"
+        )
+        return None, note, peak.throughput if peak else None, peak.concurrency if peak else None
+    note = (
+        f"concurrency {knee.previous} -> {knee.concurrency}: throughput x{knee.throughput_growth:.2f}, "
+        f"median end-to-end latency x{knee.latency_growth:.2f}; beyond {knee.previous} latency grows faster"
+    )
+    return knee.concurrency, note, peak.throughput if peak else None, peak.concurrency if peak else None
+
+
+def _requests(ctx: RunContext, phase: str, count: int, units: int, output_tokens: int) -> list[StreamRequest]:
+    nonce = new_nonce()
+    return [
+        StreamRequest(
+            "/v1/completions",
+            completion_payload(ctx.model, distinct_prompt(i, units, ctx.config.seed, nonce), output_tokens),
+            phase,
+        )
+        for i in range(count)
+    ]
+
+
+async def _run_phase(
+    ctx: RunContext, title: str, requests: list[StreamRequest], concurrency: int
+) -> BatchResult:
+    bar = ctx.display.phase(title, len(requests))
+    done: Callable[[RequestOutcome], None] = lambda _o: bar.advance()  # noqa: E731
+    try:
+        result = await run_batch(ctx.client, requests, concurrency, on_done=done)
+    finally:
+        bar.close()
+    ctx.outcomes.extend(result.outcomes)
+    return result
+
+
+async def _prompt_units(ctx: RunContext, target_tokens: int) -> tuple[int, int]:
+    placeholder = "0" * 12
+    return await fit_units(
+        ctx.client,
+        ctx.model,
+        lambda u: distinct_prompt(0, u, ctx.config.seed, placeholder),
+        target_tokens,
+        ctx.server.tokenizer_endpoint,
+    )
+
+
+def _token_mismatch(result: BatchResult, expected: int) -> str | None:
+    off = [o.output_tokens or 0 for o in result.ok if o.output_tokens != expected]
+    if not off:
+        return None
+    return (
+        f"{len(off)} request(s) returned {sorted(set(off))} output tokens instead of {expected} "
+        "(is ignore_eos honoured?)"
+    )
+
+
+async def run(ctx: RunContext) -> CheckResult:
+    start = time.perf_counter()
+    cfg = ctx.config.batching
+    th = ctx.config.thresholds
+    units, prompt_tokens = await _prompt_units(ctx, cfg.prompt_tokens)
+    seq = await _run_phase(
+        ctx,
+        f"batching: {cfg.prompts} prompts one at a time",
+        _requests(ctx, "batching_sequential", cfg.prompts, units, cfg.output_tokens),
+        1,
+    )
+    conc = await _run_phase(
+        ctx,
+        f"batching: {cfg.prompts} prompts all at once",
+        _requests(ctx, "batching_concurrent", cfg.prompts, units, cfg.output_tokens),
+        cfg.prompts,
+    )
+    seq_fig = phase_figures(seq)
+    conc_fig = phase_figures(conc)
+    speedup = (
+        conc_fig.output_throughput / seq_fig.output_throughput if seq_fig.output_throughput > 0 else None
+    )
+    notes = [
+        n for n in (_token_mismatch(seq, cfg.output_tokens), _token_mismatch(conc, cfg.output_tokens)) if n
+    ]
+    figures = {
+        "prompts": cfg.prompts,
+        "prompt_tokens": prompt_tokens,
+        "output_tokens_per_request": cfg.output_tokens,
+        "sequential": seq_fig.model_dump(),
+        "concurrent": conc_fig.model_dump(),
+        "speedup": speedup,
+        "notes": notes,
+    }
+    summary = (
+        f"{cfg.prompts} x {cfg.output_tokens} tokens: one at a time {seq_fig.output_throughput:.1f} tok/s, "
+        f"all at once {conc_fig.output_throughput:.1f} tok/s"
+        + (f" ({speedup:.2f}x)" if speedup is not None else "")
+    )
+    failed = seq_fig.failed + conc_fig.failed
+    if failed * 4 > seq_fig.requests + conc_fig.requests:
+        verdict, reason = Verdict.ERROR, f"{failed} of {seq_fig.requests + conc_fig.requests} requests failed"
+    elif speedup is None:
+        verdict, reason = Verdict.ERROR, "no output tokens were counted one at a time"
+    else:
+        problems = []
+        if speedup < th.min_batching_speedup:
+            problems.append(f"speedup {speedup:.2f}x < {th.min_batching_speedup:g}x")
+        if conc_fig.output_throughput < th.min_batching_throughput:
+            problems.append(f"{conc_fig.output_throughput:.1f} tok/s < {th.min_batching_throughput:g} tok/s")
+        if problems:
+            verdict, reason = Verdict.FAIL, "; ".join(problems)
+        else:
+            verdict = Verdict.PASS
+            reason = (
+                f"all at once is {speedup:.2f}x one at a time (>= {th.min_batching_speedup:g}x) "
+                f"at {conc_fig.output_throughput:.1f} tok/s (>= {th.min_batching_throughput:g})"
+            )
+        if failed:
+            reason += f"; {failed} request(s) failed and were left out"
+    return CheckResult(
+        name=NAME,
+        title=TITLE,
+        verdict=verdict,
+        reason=reason,
+        summary=summary,
+        figures=figures,
+        duration_s=time.perf_counter() - start,
+    )
+
+
+SWEEP_NAME = "sweep"
+SWEEP_TITLE = "Concurrency sweep"
+
+
+async def run_sweep(ctx: RunContext) -> CheckResult:
+    """Throughput and latency per concurrency level, and the knee. Fails only on failed requests."""
+    start = time.perf_counter()
+    cfg = ctx.config.sweep
+    units, prompt_tokens = await _prompt_units(ctx, cfg.prompt_tokens)
+    levels: list[PhaseFigures] = []
+    for level in cfg.resolved_levels():
+        reqs = _requests(ctx, f"sweep_c{level}", cfg.rounds * level, units, cfg.output_tokens)
+        result = await _run_phase(ctx, f"sweep: concurrency {level}", reqs, level)
+        levels.append(phase_figures(result))
+    knee, note, peak, peak_c = sweep_summary(levels)
+    sweep = SweepFigures(
+        prompt_tokens=prompt_tokens,
+        output_tokens=cfg.output_tokens,
+        rounds=cfg.rounds,
+        levels=levels,
+        knee_concurrency=knee,
+        knee_note=note,
+        peak_throughput=peak,
+        peak_concurrency=peak_c,
+    )
+    requests = sum(lv.requests for lv in levels)
+    failed = sum(lv.failed for lv in levels)
+    summary = " | ".join(f"c{lv.concurrency}: {lv.output_throughput:.0f} tok/s" for lv in levels)
+    if failed * 4 > requests:
+        verdict, reason = Verdict.ERROR, f"{failed} of {requests} requests failed"
+    elif failed:
+        verdict, reason = Verdict.FAIL, f"{failed} of {requests} requests failed; knee: {note}"
+    else:
+        verdict = Verdict.PASS
+        reason = (
+            f"{len(levels)} levels measured, peak {peak or 0:.1f} tok/s at concurrency {peak_c}; knee: {note}"
+        )
+    return CheckResult(
+        name=SWEEP_NAME,
+        title=SWEEP_TITLE,
+        verdict=verdict,
+        reason=reason,
+        summary=summary,
+        figures=sweep.model_dump(),
+        duration_s=time.perf_counter() - start,
+    )

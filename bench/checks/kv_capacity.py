@@ -1,0 +1,106 @@
+"""PagedAttention capacity: block size, blocks, KV tokens and max concurrency at the served length."""
+
+from __future__ import annotations
+
+import time
+
+from bench.capacity import CapacityParseError, KvCapacity, parse_kv_capacity
+from bench.checks.context import RunContext
+from bench.config import ExpectedCapacity, Thresholds
+from bench.report import CheckResult, Verdict
+
+NAME = "capacity"
+TITLE = "PagedAttention capacity"
+
+
+def judge_capacity(
+    cap: KvCapacity, thresholds: Thresholds, expected: ExpectedCapacity | None
+) -> tuple[Verdict, str, list[str]]:
+    """(verdict, reason, comparison lines) for a parsed capacity: pure."""
+    problems: list[str] = []
+    good: list[str] = []
+    if cap.block_size < thresholds.min_block_size:
+        problems.append(f"block size {cap.block_size} < {thresholds.min_block_size}")
+    else:
+        good.append(f"block size {cap.block_size} >= {thresholds.min_block_size}")
+    if cap.max_concurrency is None:
+        problems.append("max concurrency unknown (no max_model_len and no kv_cache_max_concurrency label)")
+    elif cap.max_concurrency < thresholds.min_max_concurrency:
+        problems.append(
+            f"max concurrency {cap.max_concurrency:.1f} < {thresholds.min_max_concurrency:g} "
+            f"({cap.kv_tokens} KV tokens / max_model_len {cap.max_model_len})"
+        )
+    else:
+        good.append(f"max concurrency {cap.max_concurrency:.1f} >= {thresholds.min_max_concurrency:g}")
+    comparisons: list[str] = []
+    if expected is not None:
+        floor = 1.0 - expected.tolerance
+        pairs: list[tuple[str, float | None, float | None]] = [
+            ("block_size", float(cap.block_size), _f(expected.block_size)),
+            ("num_blocks", float(cap.num_blocks), _f(expected.num_blocks)),
+            ("kv_tokens", float(cap.kv_tokens), _f(expected.kv_tokens)),
+            ("max_concurrency", cap.max_concurrency, expected.max_concurrency),
+            ("max_model_len", _f(cap.max_model_len), _f(expected.max_model_len)),
+        ]
+        for label, got, want in pairs:
+            if want is None:
+                continue
+            if got is None:
+                problems.append(f"{label}: expected {want:g}, server does not say")
+                continue
+            line = f"{label}: {got:g} vs expected {want:g} ({(got / want - 1) * 100:+.1f}%)"
+            comparisons.append(line)
+            exact = label in ("block_size", "max_model_len")
+            if (exact and got != want) or (not exact and got < want * floor):
+                problems.append(
+                    line + (" (must match)" if exact else f" (below the {expected.tolerance:.0%} tolerance)")
+                )
+    if problems:
+        return Verdict.FAIL, "; ".join(problems), comparisons
+    reason = "; ".join(good)
+    if comparisons:
+        reason += "; matches the expected capacity"
+    return Verdict.PASS, reason, comparisons
+
+
+def _f(v: int | None) -> float | None:
+    return None if v is None else float(v)
+
+
+async def run(ctx: RunContext) -> CheckResult:
+    start = time.perf_counter()
+    if ctx.metrics_text is None:
+        return CheckResult(
+            name=NAME,
+            title=TITLE,
+            verdict=Verdict.ERROR,
+            reason=f"/metrics could not be read: {ctx.metrics_error}",
+            duration_s=time.perf_counter() - start,
+        )
+    try:
+        cap = parse_kv_capacity(ctx.metrics_text, ctx.server.max_model_len, ctx.model)
+    except CapacityParseError as exc:
+        return CheckResult(
+            name=NAME,
+            title=TITLE,
+            verdict=Verdict.ERROR,
+            reason=str(exc),
+            duration_s=time.perf_counter() - start,
+        )
+    ctx.capacity = cap
+    verdict, reason, comparisons = judge_capacity(cap, ctx.config.thresholds, ctx.config.expected_capacity)
+    conc = f"{cap.max_concurrency:.1f}" if cap.max_concurrency is not None else "?"
+    summary = (
+        f"block {cap.block_size}, {cap.num_blocks} blocks = {cap.kv_tokens} KV tokens; "
+        f"max concurrency {conc} at {cap.max_model_len or '?'} tokens"
+    )
+    figures = cap.as_dict() | {"expected": comparisons}
+    return CheckResult(
+        name=NAME,
+        title=TITLE,
+        verdict=verdict,
+        reason=reason,
+        summary=summary,
+        figures=figures,
+        duration_s=time.perf_counter() - start,
+    )

@@ -1,0 +1,334 @@
+"""Prefix caching: cold vs warm time to first token on shared prefixes, cross-checked with the server.
+
+Each pair sends a *cold* request on a prefix never sent before (a fresh nonce at its very start, so not
+one of its blocks can be in the cache) and then a *warm* request on the same prefix with another suffix.
+The verdict needs both: the median cold TTFT over the median warm TTFT at or above the threshold, and,
+when ``/metrics`` is readable, the server's own ``vllm:prefix_cache_hits_total`` grown by at least a share
+of the tokens the warm requests could reuse (whole blocks of the shared prefix). The second condition is
+what makes the check fail on a server started with ``--no-enable-prefix-caching``, where the TTFT ratio
+alone can drift above 1.05 by chance on a busy CPU.
+
+Then the same measurement at the prefix lengths typical of the use cases where caching pays (system
+prompt, few-shot examples, RAG context, multi-turn chat), reported, not gated.
+"""
+
+from __future__ import annotations
+
+import time
+
+from pydantic import BaseModel
+
+from bench.checks.context import RunContext
+from bench.client import EndpointError, RequestOutcome
+from bench.config import UseCase
+from bench.discovery import count_tokens, fetch_metrics, fit_units
+from bench.load import completion_payload
+from bench.metrics import CounterDelta, CounterSnapshot, counter_delta, parse_counters
+from bench.prompts import estimate_tokens, new_nonce, nonce_header, shaped_text, suffix_text
+from bench.report import CheckResult, Verdict
+from bench.stats import median
+
+NAME = "prefix_caching"
+TITLE = "Prefix caching"
+MAIN_SHAPE = "notes"
+MIN_VALID_PAIRS = 3
+
+
+class PairTiming(BaseModel):
+    cold_ttft_ms: float
+    warm_ttft_ms: float
+    speedup: float
+    cold_prompt_tokens: int | None
+    warm_prompt_tokens: int | None
+
+
+class UseCaseFigures(BaseModel):
+    name: str
+    title: str
+    target_tokens: int
+    prefix_tokens: int | None = None
+    pairs: int = 0
+    cold_ttft_ms: float | None = None
+    warm_ttft_ms: float | None = None
+    speedup: float | None = None
+    pays: bool | None = None
+    note: str = ""
+
+
+class PrefixFigures(BaseModel):
+    prefix_target_tokens: int
+    prefix_tokens: int | None
+    block_size: int | None
+    pairs: list[PairTiming]
+    failed_pairs: int
+    cold_ttft_ms: float | None
+    warm_ttft_ms: float | None
+    speedup: float | None
+    expected_cached_tokens: int | None  # over all warm requests, whole blocks of the shared prefix
+    server_prefix_hits: float | None  # delta of vllm:prefix_cache_hits_total over the pairs
+    server_prefix_queries: float | None
+    hit_fraction: float | None  # server hits / expected cached tokens
+    server_prefix_caching_enabled: bool | None  # the enable_prefix_caching label, for the record
+    use_cases: list[UseCaseFigures]
+
+
+def expected_cached_tokens(
+    prefix_tokens: int | None, block_size: int | None, warm_requests: int
+) -> int | None:
+    """Tokens the warm requests can reuse: whole blocks of the shared prefix (its last token kept apart,
+    since the tokenizer may merge it with the suffix)."""
+    if prefix_tokens is None or block_size is None or block_size <= 0:
+        return None
+    return (max(prefix_tokens - 1, 0) // block_size) * block_size * warm_requests
+
+
+def judge_prefix(
+    *,
+    speedup: float | None,
+    min_speedup: float,
+    expected_cached: int | None,
+    hits: float | None,
+    min_hit_fraction: float,
+    enabled_label: bool | None,
+    prefix_tokens: int | None,
+    block_size: int | None,
+) -> tuple[Verdict, str]:
+    """Verdict and reason from the measured figures: pure."""
+    if speedup is None:
+        return Verdict.ERROR, f"fewer than {MIN_VALID_PAIRS} cold/warm pairs could be measured"
+    problems: list[str] = []
+    facts: list[str] = [f"warm TTFT {speedup:.2f}x faster than cold (>= {min_speedup:g}x)"]
+    if speedup < min_speedup:
+        problems.append(f"warm/cold TTFT speedup {speedup:.2f}x < {min_speedup:g}x")
+    if expected_cached is not None and expected_cached == 0:
+        problems.append(
+            f"the shared prefix ({prefix_tokens} tokens) is shorter than one KV block ({block_size}): "
+            "nothing can be reused; raise prefix.prefix_tokens"
+        )
+    elif expected_cached is not None and hits is not None:
+        fraction = hits / expected_cached
+        facts.append(
+            f"server counted {hits:.0f} cached tokens ({fraction:.0%} of {expected_cached} reusable)"
+        )
+        if fraction < min_hit_fraction:
+            label = (
+                "" if enabled_label is None else f"; cache_config_info enable_prefix_caching={enabled_label}"
+            )
+            problems.append(
+                f"vllm:prefix_cache_hits_total grew by {hits:.0f} tokens, below {min_hit_fraction:.0%} "
+                f"of the {expected_cached} the warm requests could reuse: prefix caching is off or not "
+                f"working{label}"
+            )
+    elif enabled_label is False:
+        problems.append("cache_config_info says enable_prefix_caching=False (hit counters unavailable)")
+    else:
+        facts.append("server hit counters unavailable: judged on TTFT only")
+    if problems:
+        return Verdict.FAIL, "; ".join(problems)
+    return Verdict.PASS, "; ".join(facts)
+
+
+def _suffix_units(suffix_tokens: int) -> int:
+    return max(1, round(suffix_tokens / 14))
+
+
+async def _pairs(
+    ctx: RunContext, shape: str, units: int, *, count: int, phase: str, title: str
+) -> tuple[list[tuple[RequestOutcome, RequestOutcome]], int, str]:
+    """Run ``count`` cold/warm pairs; returns (valid pairs, failed pairs, one actual prefix)."""
+    cfg = ctx.config.prefix
+    body = shaped_text(shape, units, ctx.config.seed)
+    bar = ctx.display.phase(title, 2 * count)
+    valid: list[tuple[RequestOutcome, RequestOutcome]] = []
+    failed = 0
+    sample_prefix = ""
+    try:
+        for i in range(count):
+            prefix = nonce_header(new_nonce()) + body
+            sample_prefix = prefix
+            outs: list[RequestOutcome] = []
+            for j in range(2):
+                prompt = prefix + suffix_text(
+                    ctx.config.seed * 7919 + 2 * i + j, _suffix_units(cfg.suffix_tokens)
+                )
+                out = await ctx.client.stream(
+                    "/v1/completions",
+                    completion_payload(ctx.model, prompt, cfg.output_tokens),
+                    f"{phase}_{'warm' if j else 'cold'}",
+                )
+                ctx.outcomes.append(out)
+                outs.append(out)
+                bar.advance()
+                if ctx.client.endpoint_down:
+                    raise EndpointError(f"endpoint down: {ctx.client.down_reason}")
+            cold, warm = outs
+            if cold.ok and warm.ok and cold.ttft is not None and warm.ttft is not None:
+                valid.append((cold, warm))
+            else:
+                failed += 1
+    finally:
+        bar.close()
+    return valid, failed, sample_prefix
+
+
+def _limit_tokens(ctx: RunContext) -> int | None:
+    max_len = ctx.server.max_model_len
+    if max_len is None:
+        return None
+    cfg = ctx.config.prefix
+    return max_len - (cfg.suffix_tokens + 16) - cfg.output_tokens - max(16, max_len // 16)
+
+
+async def _fit(ctx: RunContext, shape: str, target: int) -> tuple[int, int]:
+    placeholder = nonce_header("0" * 12)
+    return await fit_units(
+        ctx.client,
+        ctx.model,
+        lambda u: placeholder + shaped_text(shape, u, ctx.config.seed),
+        target,
+        ctx.server.tokenizer_endpoint,
+    )
+
+
+async def _scrape(ctx: RunContext) -> CounterSnapshot | None:
+    text, _ = await fetch_metrics(ctx.client, ctx.config)
+    if text is None:
+        return None
+    try:
+        return parse_counters(text, ctx.model)
+    except ValueError:
+        return None
+
+
+def _speedup(
+    pairs: list[tuple[RequestOutcome, RequestOutcome]],
+) -> tuple[float | None, float | None, float | None]:
+    """(median cold TTFT ms, median warm TTFT ms, their ratio)."""
+    if not pairs:
+        return None, None, None
+    cold = median([c.ttft or 0.0 for c, _ in pairs]) * 1000
+    warm = median([w.ttft or 0.0 for _, w in pairs]) * 1000
+    return cold, warm, (cold / warm if warm > 0 else None)
+
+
+async def _use_case(ctx: RunContext, case: UseCase) -> UseCaseFigures:
+    fig = UseCaseFigures(name=case.name, title=case.title, target_tokens=case.prefix_tokens)
+    target = case.prefix_tokens
+    limit = _limit_tokens(ctx)
+    if limit is not None and target > limit:
+        if limit < 50:
+            fig.note = f"does not fit max_model_len {ctx.server.max_model_len}"
+            return fig
+        fig.note = f"clamped from {target} to fit max_model_len {ctx.server.max_model_len}"
+        target = limit
+    units, tokens = await _fit(ctx, case.name, target)
+    fig.prefix_tokens = tokens
+    pairs, failed, _ = await _pairs(
+        ctx,
+        case.name,
+        units,
+        count=ctx.config.prefix.use_case_pairs,
+        phase=f"prefix_{case.name}",
+        title=f"prefix caching: {case.name}",
+    )
+    fig.pairs = len(pairs)
+    if failed:
+        fig.note = (fig.note + "; " if fig.note else "") + f"{failed} pair(s) failed"
+    fig.cold_ttft_ms, fig.warm_ttft_ms, fig.speedup = _speedup(pairs)
+    if fig.speedup is not None:
+        fig.pays = fig.speedup >= ctx.config.thresholds.min_prefix_speedup
+    return fig
+
+
+async def run(ctx: RunContext) -> CheckResult:
+    start = time.perf_counter()
+    cfg = ctx.config.prefix
+    th = ctx.config.thresholds
+    notes: list[str] = []
+    target = cfg.prefix_tokens
+    limit = _limit_tokens(ctx)
+    if limit is not None and target > limit:
+        notes.append(
+            f"prefix clamped from {target} to {limit} tokens to fit max_model_len {ctx.server.max_model_len}"
+        )
+        target = max(limit, 50)
+    units, _ = await _fit(ctx, MAIN_SHAPE, target)
+
+    before = await _scrape(ctx)
+    pairs, failed, sample_prefix = await _pairs(
+        ctx, MAIN_SHAPE, units, count=cfg.pairs, phase="prefix", title="prefix caching: cold/warm pairs"
+    )
+    after = await _scrape(ctx)
+    delta: CounterDelta | None = counter_delta(before, after) if before and after else None
+
+    prefix_tokens: int | None = None
+    if sample_prefix:
+        prefix_tokens = (
+            await count_tokens(ctx.client, ctx.model, sample_prefix)
+            if ctx.server.tokenizer_endpoint
+            else None
+        )
+        if prefix_tokens is None:
+            prefix_tokens = estimate_tokens(sample_prefix)
+            notes.append("prefix length estimated from characters (no /tokenize)")
+    block_size = ctx.capacity.block_size if ctx.capacity else None
+    expected = expected_cached_tokens(prefix_tokens, block_size, len(pairs))
+    cold_ms, warm_ms, speedup = _speedup(pairs) if len(pairs) >= MIN_VALID_PAIRS else (None, None, None)
+    hits = delta.prefix_hits if delta else None
+    enabled = ctx.capacity.prefix_caching_enabled if ctx.capacity else None
+    verdict, reason = judge_prefix(
+        speedup=speedup,
+        min_speedup=th.min_prefix_speedup,
+        expected_cached=expected,
+        hits=hits,
+        min_hit_fraction=th.min_prefix_hit_fraction,
+        enabled_label=enabled,
+        prefix_tokens=prefix_tokens,
+        block_size=block_size,
+    )
+    if failed:
+        reason += f"; {failed} pair(s) failed"
+
+    use_cases = [await _use_case(ctx, case) for case in cfg.use_cases]
+
+    figures = PrefixFigures(
+        prefix_target_tokens=cfg.prefix_tokens,
+        prefix_tokens=prefix_tokens,
+        block_size=block_size,
+        pairs=[
+            PairTiming(
+                cold_ttft_ms=(c.ttft or 0.0) * 1000,
+                warm_ttft_ms=(w.ttft or 0.0) * 1000,
+                speedup=(c.ttft or 0.0) / w.ttft if w.ttft else 0.0,
+                cold_prompt_tokens=c.prompt_tokens,
+                warm_prompt_tokens=w.prompt_tokens,
+            )
+            for c, w in pairs
+        ],
+        failed_pairs=failed,
+        cold_ttft_ms=cold_ms,
+        warm_ttft_ms=warm_ms,
+        speedup=speedup,
+        expected_cached_tokens=expected,
+        server_prefix_hits=hits,
+        server_prefix_queries=delta.prefix_queries if delta else None,
+        hit_fraction=(hits / expected) if hits is not None and expected else None,
+        server_prefix_caching_enabled=enabled,
+        use_cases=use_cases,
+    )
+    paying = [f"{u.name} {u.speedup:.1f}x" for u in use_cases if u.speedup is not None]
+    summary = (
+        f"{prefix_tokens or '?'}-token prefix, {len(pairs)} pairs: cold {cold_ms or 0:.0f} ms vs warm "
+        f"{warm_ms or 0:.0f} ms"
+        + (f" ({speedup:.2f}x)" if speedup else "")
+        + (f"; {', '.join(paying)}" if paying else "")
+    )
+    return CheckResult(
+        name=NAME,
+        title=TITLE,
+        verdict=verdict,
+        reason=reason + ("; " + "; ".join(notes) if notes else ""),
+        summary=summary,
+        figures=figures.model_dump(),
+        duration_s=time.perf_counter() - start,
+    )

@@ -1,0 +1,190 @@
+"""Command line of ``kvstack verify``: flags -> ``VerifyConfig`` -> ``run_verify`` -> exit code.
+
+``add_parser(subparsers)`` registers the subcommand on the ``kvstack`` parser; ``main(argv)`` runs it
+standalone (``python -m bench``). Flags override the config file; both are validated by one model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.config import ConfigError, VerifyConfig, build_config, read_config_file
+from bench.console import make_display, render_report, result_console
+from bench.report import EXIT_ERROR
+
+DEFAULT_OUT = Path("reports/verify")
+API_KEY_ENV = "VLLM_API_KEY"
+
+# flag, config path(s), type, help
+_VALUE_FLAGS: tuple[tuple[str, tuple[str, ...], type, str], ...] = (
+    ("--model", ("model",), str, "served model name (default: the first of /v1/models)"),
+    ("--metrics-url", ("metrics_url",), str, "where /metrics is, if not <endpoint>/metrics"),
+    ("--prompts", ("batching.prompts",), int, "distinct prompts for the batching check (>= 16)"),
+    (
+        "--prompt-tokens",
+        ("batching.prompt_tokens", "sweep.prompt_tokens"),
+        int,
+        "prompt length of load requests",
+    ),
+    (
+        "--output-tokens",
+        ("batching.output_tokens", "sweep.output_tokens"),
+        int,
+        "fixed output length (ignore_eos)",
+    ),
+    (
+        "--sweep-max",
+        ("sweep.max_concurrency",),
+        int,
+        "largest sweep concurrency (levels 1, 2, 4, ... up to it)",
+    ),
+    ("--sweep-rounds", ("sweep.rounds",), int, "requests per sweep level = rounds x level"),
+    ("--prefix-tokens", ("prefix.prefix_tokens",), int, "shared prefix length of the prefix-caching check"),
+    ("--prefix-pairs", ("prefix.pairs",), int, "cold/warm pairs of the prefix-caching check"),
+    ("--use-case-pairs", ("prefix.use_case_pairs",), int, "cold/warm pairs per prefix-caching use case"),
+    ("--min-block-size", ("thresholds.min_block_size",), int, "pass mark (default 8)"),
+    ("--min-max-concurrency", ("thresholds.min_max_concurrency",), float, "pass mark (default 4)"),
+    ("--min-batching-speedup", ("thresholds.min_batching_speedup",), float, "pass mark (default 1.3)"),
+    (
+        "--min-batching-throughput",
+        ("thresholds.min_batching_throughput",),
+        float,
+        "tok/s pass mark (default 50)",
+    ),
+    ("--min-prefix-speedup", ("thresholds.min_prefix_speedup",), float, "pass mark (default 1.05)"),
+    ("--max-errors", ("thresholds.max_errors",), int, "failed requests tolerated (default 0)"),
+    (
+        "--expected-block-size",
+        ("expected_capacity.block_size",),
+        int,
+        "expected capacity (e.g. stack outputs)",
+    ),
+    ("--expected-num-blocks", ("expected_capacity.num_blocks",), int, "expected KV blocks"),
+    ("--expected-kv-tokens", ("expected_capacity.kv_tokens",), int, "expected KV tokens"),
+    ("--expected-max-concurrency", ("expected_capacity.max_concurrency",), float, "expected max concurrency"),
+    ("--connect-timeout", ("timeouts.connect_s",), float, "seconds (default 10)"),
+    ("--read-timeout", ("timeouts.read_s",), float, "longest silence of a response, seconds (default 60)"),
+    ("--request-timeout", ("timeouts.request_s",), float, "one request end to end, seconds (default 300)"),
+    ("--probe-timeout", ("timeouts.probe_s",), float, "each discovery request, seconds (default 15)"),
+    ("--run-timeout", ("timeouts.run_s",), float, "the whole run, seconds (default 1800)"),
+    ("--max-connections", ("client.max_connections",), int, "HTTP connection pool size"),
+    ("--seed", ("seed",), int, "seed of the prompt texts"),
+)
+
+
+def _dest(flag: str) -> str:
+    return flag.removeprefix("--").replace("-", "_")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--endpoint", help="base URL of the vLLM server, e.g. http://vllm.prod:8000")
+    parser.add_argument("--api-key", help=f"bearer token (default: ${API_KEY_ENV})")
+    parser.add_argument(
+        "--config", type=Path, help="YAML thresholds/workload file (bench/verify.example.yaml)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help=f"report directory (default {DEFAULT_OUT})"
+    )
+    for flag, _paths, typ, help_text in _VALUE_FLAGS:
+        parser.add_argument(flag, type=typ, default=None, help=help_text)
+    parser.add_argument(
+        "--sweep-levels", help="explicit sweep levels, e.g. 1,4,16,64 (overrides --sweep-max)"
+    )
+    parser.add_argument("--no-use-cases", action="store_true", help="skip the prefix-caching use-case table")
+    parser.add_argument("--no-chat", action="store_true", help="do not check /v1/chat/completions")
+    parser.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
+    parser.add_argument(
+        "--parse-every-event",
+        action="store_true",
+        help="decode every SSE event's JSON (slower, stricter client)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress output, only the result table")
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``verify`` on the ``kvstack`` sub-parsers."""
+    parser = subparsers.add_parser(
+        "verify",
+        help="verify a live vLLM endpoint (capacity, batching, prefix caching, latency)",
+        description=(
+            "Measure a live vLLM endpoint and gate on it: engine answers, PagedAttention capacity, "
+            "continuous batching, prefix caching, latency. Exit 0 all passed, 1 a check failed, "
+            "2 the run could not be made. Writes verify-report.json, verify-junit.xml and PNGs to --out."
+        ),
+    )
+    add_arguments(parser)
+    parser.set_defaults(func=run_from_args)
+
+
+def _set(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = tree
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = value
+
+
+def overrides_from_args(args: argparse.Namespace, file_data: dict[str, Any]) -> dict[str, Any]:
+    """The config overrides that the given flags stand for (flags left out override nothing)."""
+    tree: dict[str, Any] = {}
+    if args.endpoint:
+        tree["endpoint"] = args.endpoint
+    api_key = args.api_key or (None if "api_key" in file_data else os.environ.get(API_KEY_ENV))
+    if api_key:
+        tree["api_key"] = api_key
+    for flag, paths, _typ, _help in _VALUE_FLAGS:
+        value = getattr(args, _dest(flag))
+        if value is not None:
+            for path in paths:
+                _set(tree, path, value)
+    if args.sweep_levels:
+        try:
+            levels = [int(x) for x in args.sweep_levels.split(",") if x.strip()]
+        except ValueError as exc:
+            raise ConfigError(
+                f"--sweep-levels: not a comma-separated list of integers: {args.sweep_levels!r}"
+            ) from exc
+        _set(tree, "sweep.levels", levels)
+    if args.no_use_cases:
+        _set(tree, "prefix.use_cases", [])
+    if args.no_chat:
+        _set(tree, "engine.chat", False)
+    if args.no_plots:
+        tree["plots"] = False
+    if args.parse_every_event:
+        _set(tree, "client.parse_every_event", True)
+    return tree
+
+
+def config_from_args(args: argparse.Namespace) -> VerifyConfig:
+    file_data = read_config_file(args.config) if args.config is not None else {}
+    if not args.endpoint and "endpoint" not in file_data:
+        raise ConfigError("no endpoint: pass --endpoint URL or set 'endpoint' in the config file")
+    source = f"{args.config} + flags" if args.config is not None else "flags"
+    return build_config(file_data, overrides_from_args(args, file_data), source=source)
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    from bench.verify import run_verify
+
+    try:
+        config = config_from_args(args)
+    except ConfigError as exc:
+        print(f"kvstack verify: invalid configuration:\n{exc}", file=sys.stderr)
+        return EXIT_ERROR
+    result = run_verify(config, args.out, display=make_display(quiet=args.quiet))
+    render_report(result.report, result_console())
+    return result.exit_code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m bench [flags]``: the same as ``kvstack verify [flags]``."""
+    parser = argparse.ArgumentParser(prog="kvstack verify", description="Verify a live vLLM endpoint.")
+    add_arguments(parser)
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    return run_from_args(args)

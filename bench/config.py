@@ -1,0 +1,259 @@
+"""The one typed configuration of ``kvstack verify``: thresholds, workload sizes, timeouts.
+
+A YAML file (``bench/verify.example.yaml``) and the command-line flags fill the same strict model; flags
+win over the file. Every field has bounds, unknown keys are rejected, and a validation error names the
+field and the file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+CONFIG_VERSION = 1
+
+
+class ConfigError(ValueError):
+    """The configuration file or flags are invalid; the message names the field (and the file)."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Thresholds(_Strict):
+    """Pass marks. Defaults are the issue's minimum bar."""
+
+    min_block_size: int = Field(default=8, ge=1, description="PagedAttention block size, tokens")
+    min_max_concurrency: float = Field(
+        default=4.0, gt=0, description="requests of the full served context length that fit in the KV cache"
+    )
+    min_batching_speedup: float = Field(
+        default=1.3, gt=0, description="all-at-once vs one-at-a-time output tok/s"
+    )
+    min_batching_throughput: float = Field(default=50.0, ge=0, description="all-at-once output tokens/s")
+    min_prefix_speedup: float = Field(default=1.05, gt=0, description="median cold TTFT / median warm TTFT")
+    min_prefix_hit_fraction: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="share of the expected cached tokens that vllm:prefix_cache_hits_total must report",
+    )
+    max_errors: int = Field(default=0, ge=0, description="failed requests tolerated over the whole run")
+    max_ttft_p99_ms: float | None = Field(default=None, gt=0)
+    max_tpot_p99_ms: float | None = Field(default=None, gt=0)
+    max_itl_p99_ms: float | None = Field(default=None, gt=0)
+    max_e2e_p99_ms: float | None = Field(default=None, gt=0)
+
+
+class ExpectedCapacity(_Strict):
+    """What the deployment should have allocated (e.g. from the stack outputs).
+
+    Omitted fields are not compared."""
+
+    block_size: int | None = Field(default=None, ge=1)
+    num_blocks: int | None = Field(default=None, ge=1)
+    kv_tokens: int | None = Field(default=None, ge=1)
+    max_concurrency: float | None = Field(default=None, gt=0)
+    max_model_len: int | None = Field(default=None, ge=1)
+    tolerance: float = Field(default=0.05, ge=0, lt=1, description="relative shortfall tolerated")
+
+
+class EngineWorkload(_Strict):
+    prompt: str = Field(default="The capital of France is", min_length=1)
+    chat_prompt: str = Field(default="Name three colours of the rainbow.", min_length=1)
+    max_tokens: int = Field(default=16, ge=2, le=4096)
+    # sampled with a fixed seed: a greedy decode of random (dummy) weights can repeat one token forever
+    temperature: float = Field(default=0.7, ge=0, le=2)
+    seed: int = 1234
+    chat: bool = Field(
+        default=True, description="also check /v1/chat/completions when the model has a chat template"
+    )
+
+
+class BatchingWorkload(_Strict):
+    prompts: int = Field(
+        default=16, ge=16, le=4096, description="distinct prompts, sent one at a time then all at once"
+    )
+    prompt_tokens: int = Field(default=48, ge=8, le=100_000)
+    output_tokens: int = Field(default=32, ge=2, le=100_000)
+
+
+class SweepWorkload(_Strict):
+    max_concurrency: int = Field(default=16, ge=1, le=4096, description="cap of the 1, 2, 4, ... levels")
+    levels: list[int] | None = Field(default=None, description="explicit levels instead of powers of two")
+    rounds: int = Field(default=2, ge=1, le=100, description="requests per level = rounds x level")
+    prompt_tokens: int = Field(default=48, ge=8, le=100_000)
+    output_tokens: int = Field(default=16, ge=2, le=100_000)
+
+    @field_validator("levels")
+    @classmethod
+    def _levels_positive(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and (not v or any(level < 1 for level in v)):
+            raise ValueError("levels must be a non-empty list of positive integers")
+        return v
+
+    def resolved_levels(self) -> list[int]:
+        if self.levels is not None:
+            return sorted(set(self.levels))
+        levels: list[int] = []
+        c = 1
+        while c < self.max_concurrency:
+            levels.append(c)
+            c *= 2
+        levels.append(self.max_concurrency)
+        return levels
+
+
+class UseCase(_Strict):
+    name: str = Field(min_length=1, pattern=r"^[a-z0-9_]+$")
+    title: str = Field(min_length=1)
+    prefix_tokens: int = Field(ge=50, le=1_000_000)
+
+
+DEFAULT_USE_CASES: tuple[UseCase, ...] = (
+    UseCase(name="system_prompt", title="system prompt shared by every request", prefix_tokens=200),
+    UseCase(name="few_shot", title="few-shot examples before each question", prefix_tokens=500),
+    UseCase(name="rag_context", title="RAG context reused by follow-up questions", prefix_tokens=1000),
+    UseCase(name="multi_turn_chat", title="multi-turn chat history resent every turn", prefix_tokens=1500),
+)
+
+
+class PrefixWorkload(_Strict):
+    pairs: int = Field(
+        default=5, ge=3, le=1000, description="cold/warm pairs, each on a prefix never sent before"
+    )
+    prefix_tokens: int = Field(default=500, ge=50, le=1_000_000)
+    suffix_tokens: int = Field(default=16, ge=1, le=10_000)
+    output_tokens: int = Field(default=1, ge=1, le=1000)
+    use_cases: list[UseCase] = Field(default_factory=lambda: list(DEFAULT_USE_CASES))
+    use_case_pairs: int = Field(default=3, ge=1, le=1000)
+
+
+class Timeouts(_Strict):
+    connect_s: float = Field(default=10.0, gt=0, description="TCP connect")
+    read_s: float = Field(
+        default=60.0, gt=0, description="longest silence while waiting for bytes of a response"
+    )
+    request_s: float = Field(default=300.0, gt=0, description="one request end to end")
+    probe_s: float = Field(
+        default=15.0, gt=0, description="each of /v1/models, /version, /metrics, /tokenize"
+    )
+    run_s: float = Field(
+        default=1800.0, gt=0, description="the whole run; past it the run is abandoned (exit 2)"
+    )
+
+
+class ClientSettings(_Strict):
+    max_connections: int | None = Field(
+        default=None, ge=1, description="connection pool size; default: the largest concurrency used + 8"
+    )
+    parse_every_event: bool = Field(
+        default=False, description="decode every SSE event's JSON (slower client)"
+    )
+    abort_after_consecutive_failures: int = Field(
+        default=3, ge=1, description="consecutive failed requests after which the endpoint is declared down"
+    )
+    trust_env: bool = Field(default=True, description="honour HTTP(S)_PROXY / NO_PROXY from the environment")
+    transport: Literal["auto", "aiohttp"] = Field(
+        default="auto",
+        description="streams: the built-in HTTP/1.1 client unless a proxy applies (auto), or always aiohttp",
+    )
+
+
+class VerifyConfig(_Strict):
+    """Everything one ``kvstack verify`` run needs. Written in full into every report."""
+
+    version: Literal[1] = 1
+    endpoint: str = Field(min_length=1, description="base URL of the vLLM server, e.g. http://host:8000")
+    api_key: SecretStr | None = None
+    model: str | None = Field(default=None, description="served model name; default: the first of /v1/models")
+    metrics_url: str | None = Field(default=None, description="default: <endpoint>/metrics")
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+    expected_capacity: ExpectedCapacity | None = None
+    engine: EngineWorkload = Field(default_factory=EngineWorkload)
+    batching: BatchingWorkload = Field(default_factory=BatchingWorkload)
+    sweep: SweepWorkload = Field(default_factory=SweepWorkload)
+    prefix: PrefixWorkload = Field(default_factory=PrefixWorkload)
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    client: ClientSettings = Field(default_factory=ClientSettings)
+    plots: bool = True
+    seed: int = Field(
+        default=0, description="seeds the prompt texts; nonces stay random so caches start cold"
+    )
+
+    @field_validator("endpoint", "metrics_url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        v = v.strip()
+        if not v.startswith(("http://", "https://")):
+            raise ValueError(f"must be an http:// or https:// URL, got {v!r}")
+        v = v.rstrip("/")
+        return v.removesuffix("/v1")
+
+    @property
+    def resolved_metrics_url(self) -> str:
+        return self.metrics_url or f"{self.endpoint}/metrics"
+
+    def max_concurrency_used(self) -> int:
+        return max([self.batching.prompts, *self.sweep.resolved_levels()])
+
+    def connection_limit(self) -> int:
+        return self.client.max_connections or self.max_concurrency_used() + 8
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _format_validation_error(exc: ValidationError, source: str) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        lines.append(f"{source}: {loc}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Read a YAML config file into a dict (not yet validated)."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping, got {type(raw).__name__}")
+    return raw
+
+
+def build_config(
+    file_data: dict[str, Any] | None = None,
+    overrides: dict[str, Any] | None = None,
+    source: str = "config",
+) -> VerifyConfig:
+    """Validate file data with flag overrides applied on top. Raises ``ConfigError`` naming each bad field."""
+    data = _deep_merge(file_data or {}, overrides or {})
+    try:
+        return VerifyConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, source)) from exc
+
+
+def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> VerifyConfig:
+    """The config from an optional YAML file plus flag overrides."""
+    file_data = read_config_file(path) if path is not None else {}
+    return build_config(file_data, overrides, source=str(path) if path is not None else "flags")

@@ -1,0 +1,260 @@
+"""What a person (or a CD log) sees while ``kvstack verify`` runs, and the final table.
+
+On a terminal: rich progress bars, one per phase. Elsewhere (CI logs, pipes): one plain line when a phase
+starts and one when it ends, never cursor movement. Progress goes to stderr; the result table to stdout.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from types import TracebackType
+from typing import Protocol
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from bench.report import Verdict, VerifyReport
+
+
+class Phase(Protocol):
+    def advance(self, n: int = 1) -> None: ...
+
+    def close(self, note: str = "") -> None: ...
+
+
+class Display(Protocol):
+    def __enter__(self) -> Display: ...
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+    def phase(self, title: str, total: int) -> Phase: ...
+
+    def log(self, message: str) -> None: ...
+
+
+class _NullPhase:
+    def advance(self, n: int = 1) -> None:
+        pass
+
+    def close(self, note: str = "") -> None:
+        pass
+
+
+class QuietDisplay:
+    """Shows nothing (tests, library use)."""
+
+    def __enter__(self) -> QuietDisplay:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        pass
+
+    def phase(self, title: str, total: int) -> Phase:
+        return _NullPhase()
+
+    def log(self, message: str) -> None:
+        pass
+
+
+class _LinePhase:
+    def __init__(self, console: Console, title: str, total: int) -> None:
+        self._console = console
+        self._title = title
+        self._total = total
+        self._done = 0
+        self._start = time.perf_counter()
+        self._closed = False
+        console.print(
+            f"[verify] {title}: {total} request(s) ...", highlight=False, markup=False, soft_wrap=True
+        )
+
+    def advance(self, n: int = 1) -> None:
+        self._done += n
+
+    def close(self, note: str = "") -> None:
+        if self._closed:
+            return
+        self._closed = True
+        took = time.perf_counter() - self._start
+        extra = f" - {note}" if note else ""
+        self._console.print(
+            f"[verify] {self._title}: {self._done}/{self._total} done in {took:.1f} s{extra}",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+
+
+class LineDisplay:
+    """Plain lines, for logs that are not a terminal."""
+
+    def __init__(self, console: Console) -> None:
+        self._console = console
+
+    def __enter__(self) -> LineDisplay:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        pass
+
+    def phase(self, title: str, total: int) -> Phase:
+        return _LinePhase(self._console, title, total)
+
+    def log(self, message: str) -> None:
+        self._console.print(f"[verify] {message}", highlight=False, markup=False, soft_wrap=True)
+
+
+class _BarPhase:
+    def __init__(self, progress: Progress, task: TaskID) -> None:
+        self._progress = progress
+        self._task = task
+
+    def advance(self, n: int = 1) -> None:
+        self._progress.advance(self._task, n)
+
+    def close(self, note: str = "") -> None:
+        task = self._progress.tasks[self._progress.task_ids.index(self._task)]
+        if note:
+            self._progress.update(self._task, description=f"{task.description} [dim]{note}[/dim]")
+        self._progress.stop_task(self._task)
+
+
+class BarDisplay:
+    """Rich progress bars on a terminal."""
+
+    def __init__(self, console: Console) -> None:
+        self._console = console
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        )
+
+    def __enter__(self) -> BarDisplay:
+        self._progress.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._progress.stop()
+
+    def phase(self, title: str, total: int) -> Phase:
+        return _BarPhase(self._progress, self._progress.add_task(title, total=total))
+
+    def log(self, message: str) -> None:
+        self._progress.console.print(message, highlight=False, markup=False)
+
+
+def make_display(quiet: bool = False) -> Display:
+    """Bars on a terminal, plain lines otherwise, nothing when quiet. Progress goes to stderr."""
+    if quiet:
+        return QuietDisplay()
+    console = Console(stderr=True)
+    if console.is_terminal:
+        return BarDisplay(console)
+    return LineDisplay(console)
+
+
+_STYLE = {
+    Verdict.PASS: "bold green",
+    Verdict.FAIL: "bold red",
+    Verdict.ERROR: "bold magenta",
+    Verdict.SKIPPED: "yellow",
+}
+
+
+def result_console() -> Console:
+    """stdout; 150 columns wide when it is not a terminal (rich would assume 80 and wrap every cell)."""
+    console = Console(file=sys.stdout)
+    return console if console.is_terminal else Console(file=sys.stdout, width=150)
+
+
+def render_report(report: VerifyReport, console: Console | None = None) -> None:
+    """The result table, the sweep and use-case tables, notes and the verdict line."""
+    console = console or result_console()
+    title = f"kvstack verify: {report.endpoint}"
+    if report.server is not None:
+        title += f"  model {report.server.model}  vLLM {report.server.version or '?'}"
+    table = Table(title=title, show_lines=True)
+    table.add_column("check")
+    table.add_column("verdict")
+    table.add_column("figures")
+    table.add_column("reason")
+    for check in report.checks:
+        style = _STYLE[check.verdict]
+        table.add_row(
+            check.title, f"[{style}]{check.verdict.value.upper()}[/{style}]", check.summary, check.reason
+        )
+    console.print(table)
+    sweep_check = report.check("sweep")
+    sweep = sweep_check.figures if sweep_check is not None else None
+    if isinstance(sweep, dict) and sweep.get("levels"):
+        st = Table(title="concurrency sweep")
+        for col in (
+            "concurrency",
+            "requests",
+            "failed",
+            "output tok/s",
+            "TTFT p50 ms",
+            "TPOT p50 ms",
+            "E2E p50 ms",
+        ):
+            st.add_column(col, justify="right")
+        for level in sweep["levels"]:
+            st.add_row(
+                str(level["concurrency"]),
+                str(level["requests"]),
+                str(level["failed"]),
+                f"{level['output_throughput']:.1f}",
+                _ms(level["ttft"].get("p50_ms")),
+                _ms(level["tpot"].get("p50_ms")),
+                _ms(level["e2e"].get("p50_ms")),
+            )
+        console.print(st)
+        if sweep.get("knee_note"):
+            console.print(f"knee: {sweep['knee_note']}", highlight=False, markup=False)
+    prefix = report.check("prefix_caching")
+    cases = prefix.figures.get("use_cases") if prefix is not None else None
+    if isinstance(cases, list) and cases:
+        ut = Table(title="where prefix caching pays (cold vs warm TTFT)")
+        for col in ("use case", "prefix tokens", "cold p50 ms", "warm p50 ms", "speedup", "pays"):
+            ut.add_column(col, justify="right")
+        for case in cases:
+            speedup = case.get("speedup")
+            ut.add_row(
+                case["name"],
+                str(case.get("prefix_tokens") or "-"),
+                _ms(case.get("cold_ttft_ms")),
+                _ms(case.get("warm_ttft_ms")),
+                f"{speedup:.2f}x" if isinstance(speedup, float) else "-",
+                "yes" if case.get("pays") else "no",
+            )
+        console.print(ut)
+    for note in report.notes:
+        console.print(f"note: {note}", highlight=False, markup=False)
+    if report.run_error:
+        console.print(f"[bold magenta]run error:[/bold magenta] {escape(report.run_error)}", highlight=False)
+    verdict_style = {"passed": "bold green", "failed": "bold red"}.get(report.outcome or "", "bold magenta")
+    console.print(
+        f"[{verdict_style}]{(report.outcome or 'error').upper()}[/{verdict_style}] "
+        f"(exit {report.exit_code}) in {report.duration_s or 0:.1f} s; "
+        f"report: {escape(report.files.get('json', '-'))}",
+        highlight=False,
+    )
+
+
+def _ms(value: object) -> str:
+    return f"{value:.0f}" if isinstance(value, int | float) else "-"

@@ -1,0 +1,115 @@
+"""PNG plots from a report: throughput and TTFT against concurrency, cold against warm TTFT.
+
+Read from the report's figures (so a saved JSON can be re-plotted). matplotlib is optional: without it
+the plots are skipped and the report says so.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bench.report import VerifyReport
+
+SWEEP_PNG = "sweep.png"
+PREFIX_PNG = "prefix_cold_vs_warm.png"
+
+
+def matplotlib_available() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def write_plots(report: VerifyReport, out_dir: Path) -> tuple[dict[str, str], list[str]]:
+    """Write the PNGs that the report has data for: ({name: path}, notes)."""
+    if not matplotlib_available():
+        return {}, ["matplotlib is not installed: PNG plots skipped (pip install matplotlib)"]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    files: dict[str, str] = {}
+    sweep = report.check("sweep")
+    if sweep is not None and sweep.figures.get("levels"):
+        path = out_dir / SWEEP_PNG
+        _plot_sweep(sweep.figures, path, report.endpoint)
+        files["sweep_png"] = str(path)
+    prefix = report.check("prefix_caching")
+    if prefix is not None and (prefix.figures.get("speedup") or prefix.figures.get("use_cases")):
+        path = out_dir / PREFIX_PNG
+        if _plot_prefix(prefix.figures, path, report.endpoint):
+            files["prefix_png"] = str(path)
+    return files, []
+
+
+def _plot_sweep(fig_data: dict[str, Any], path: Path, endpoint: str) -> None:
+    import matplotlib.pyplot as plt
+
+    levels = [lv for lv in fig_data["levels"] if lv["requests"] > lv["failed"]]
+    conc = [lv["concurrency"] for lv in levels]
+    tput = [lv["output_throughput"] for lv in levels]
+    ttft50 = [lv["ttft"]["p50_ms"] or 0.0 for lv in levels]
+    ttft99 = [lv["ttft"]["p99_ms"] or 0.0 for lv in levels]
+    tpot50 = [lv["tpot"]["p50_ms"] or 0.0 for lv in levels]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    ax1.plot(conc, tput, marker="o")
+    ax1.set_xscale("log", base=2)
+    ax1.set_xlabel("concurrency")
+    ax1.set_ylabel("output tokens/s")
+    ax1.set_title("throughput")
+    knee = fig_data.get("knee_concurrency")
+    if knee in conc:
+        ax1.axvline(knee, linestyle="--", color="grey")
+        ax1.annotate("knee", (knee, max(tput) * 0.5), rotation=90, color="grey")
+    ax2.plot(conc, ttft50, marker="o", label="TTFT p50")
+    ax2.plot(conc, ttft99, marker="^", label="TTFT p99")
+    ax2.plot(conc, tpot50, marker="s", label="TPOT p50")
+    ax2.set_xscale("log", base=2)
+    ax2.set_xlabel("concurrency")
+    ax2.set_ylabel("ms")
+    ax2.set_title("latency")
+    ax2.legend()
+    for ax in (ax1, ax2):
+        ax.set_xticks(conc, [str(c) for c in conc])
+        ax.grid(True, alpha=0.3)
+    fig.suptitle(f"concurrency sweep - {endpoint}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_prefix(fig_data: dict[str, Any], path: Path, endpoint: str) -> bool:
+    import matplotlib.pyplot as plt
+
+    labels: list[str] = []
+    cold: list[float] = []
+    warm: list[float] = []
+    if fig_data.get("cold_ttft_ms") and fig_data.get("warm_ttft_ms"):
+        labels.append(f"check\n{fig_data.get('prefix_tokens') or '?'} tok")
+        cold.append(fig_data["cold_ttft_ms"])
+        warm.append(fig_data["warm_ttft_ms"])
+    for case in fig_data.get("use_cases") or []:
+        if case.get("cold_ttft_ms") and case.get("warm_ttft_ms"):
+            labels.append(f"{case['name']}\n{case.get('prefix_tokens') or '?'} tok")
+            cold.append(case["cold_ttft_ms"])
+            warm.append(case["warm_ttft_ms"])
+    if not labels:
+        return False
+    xs = list(range(len(labels)))
+    width = 0.38
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(labels)), 4.2))
+    ax.bar([x - width / 2 for x in xs], cold, width, label="cold (prefix never seen)")
+    ax.bar([x + width / 2 for x in xs], warm, width, label="warm (same prefix)")
+    for x, c, w in zip(xs, cold, warm, strict=True):
+        ax.annotate(f"{c / w:.1f}x", (x, max(c, w)), ha="center", va="bottom", fontsize=9)
+    ax.set_xticks(xs, labels, fontsize=8)
+    ax.set_ylabel("median TTFT, ms")
+    ax.set_title(f"prefix caching: cold vs warm - {endpoint}", fontsize=10)
+    ax.legend()
+    ax.grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True

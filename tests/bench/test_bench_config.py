@@ -1,0 +1,119 @@
+"""bench.config and the verify flags: defaults, strictness, error messages naming the field."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from bench.cli import add_arguments, config_from_args
+from bench.config import DEFAULT_USE_CASES, ConfigError, VerifyConfig, build_config, load_config
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "bench" / "verify.example.yaml"
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_defaults_are_the_issue_bar() -> None:
+    cfg = VerifyConfig(endpoint="http://h:8000")
+    t = cfg.thresholds
+    assert (t.min_block_size, t.min_max_concurrency) == (8, 4.0)
+    assert (t.min_batching_speedup, t.min_batching_throughput) == (1.3, 50.0)
+    assert t.min_prefix_speedup == 1.05
+    assert cfg.batching.prompts >= 16
+    assert cfg.prefix.prefix_tokens >= 50
+    assert len(cfg.prefix.use_cases) >= 3
+    assert cfg.sweep.resolved_levels() == [1, 2, 4, 8, 16]
+
+
+def test_example_file_is_valid_and_equals_the_defaults() -> None:
+    cfg = load_config(EXAMPLE, {"endpoint": "http://h:8000"})
+    assert cfg == VerifyConfig(endpoint="http://h:8000")
+    assert tuple(cfg.prefix.use_cases) == DEFAULT_USE_CASES
+
+
+def test_unknown_key_is_rejected_with_its_path_and_file(tmp_path: Path) -> None:
+    path = tmp_path / "verify.yaml"
+    path.write_text("thresholds:\n  min_batching_speedup: 1.3\n  min_prefix_speedp: 1.1\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, {"endpoint": "http://h:8000"})
+    message = str(info.value)
+    assert str(path) in message
+    assert "thresholds.min_prefix_speedp" in message
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"batching": {"prompts": 8}}, "batching.prompts"),
+        ({"prefix": {"prefix_tokens": 20}}, "prefix.prefix_tokens"),
+        ({"prefix": {"pairs": 1}}, "prefix.pairs"),
+        ({"timeouts": {"read_s": 0}}, "timeouts.read_s"),
+        ({"sweep": {"levels": [0, 2]}}, "sweep.levels"),
+        ({"endpoint": "vllm:8000"}, "endpoint"),
+        ({"version": 2}, "version"),
+    ],
+)
+def test_bounds(data: dict[str, object], field: str) -> None:
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        build_config({"endpoint": "http://h:8000", **data}, source="t.yaml")
+
+
+def test_endpoint_normalised() -> None:
+    assert VerifyConfig(endpoint=" http://h:8000/v1/ ").endpoint == "http://h:8000"
+    assert VerifyConfig(endpoint="http://h:8000").resolved_metrics_url == "http://h:8000/metrics"
+
+
+def test_sweep_levels() -> None:
+    cfg = build_config({"endpoint": "http://h", "sweep": {"max_concurrency": 128}})
+    assert cfg.sweep.resolved_levels() == [1, 2, 4, 8, 16, 32, 64, 128]
+    assert (
+        build_config({"endpoint": "http://h", "sweep": {"max_concurrency": 24}}).sweep.resolved_levels()[-1]
+        == 24
+    )
+    assert build_config({"endpoint": "http://h", "sweep": {"levels": [8, 1, 8]}}).sweep.resolved_levels() == [
+        1,
+        8,
+    ]
+    assert cfg.connection_limit() == 136
+
+
+def test_flags_override_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("VLLM_API_KEY", raising=False)
+    path = tmp_path / "v.yaml"
+    path.write_text("endpoint: http://file:8000\nbatching:\n  prompts: 32\nsweep:\n  rounds: 3\n")
+    cfg = config_from_args(
+        parse(
+            "--config", str(path), "--prompts", "128", "--output-tokens", "256", "--sweep-max", "128",
+            "--sweep-levels", "1,8,128", "--min-prefix-speedup", "1.2", "--expected-kv-tokens", "463872",
+            "--no-use-cases", "--no-chat",
+        )
+    )  # fmt: skip
+    assert cfg.endpoint == "http://file:8000"
+    assert cfg.batching.prompts == 128
+    assert cfg.batching.output_tokens == cfg.sweep.output_tokens == 256
+    assert cfg.sweep.rounds == 3  # from the file
+    assert cfg.sweep.resolved_levels() == [1, 8, 128]
+    assert cfg.thresholds.min_prefix_speedup == 1.2
+    assert cfg.expected_capacity is not None
+    assert cfg.expected_capacity.kv_tokens == 463_872
+    assert cfg.prefix.use_cases == []
+    assert cfg.engine.chat is False
+
+
+def test_api_key_from_env_and_redacted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VLLM_API_KEY", "sk-secret")
+    cfg = config_from_args(parse("--endpoint", "http://h:8000"))
+    assert cfg.api_key is not None
+    assert cfg.api_key.get_secret_value() == "sk-secret"
+    assert "sk-secret" not in str(cfg.model_dump(mode="json"))
+
+
+def test_no_endpoint() -> None:
+    with pytest.raises(ConfigError, match="no endpoint"):
+        config_from_args(parse())
