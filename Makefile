@@ -36,7 +36,7 @@ demo: setup
 	@echo
 	@echo "== where everything is"
 	$(KVSTACK) local status
-	@echo "verify report:      reports/verify/ (report.json, junit.xml, *.png)"
+	@echo "verify report:      reports/verify/ (verify-report.json, verify-junit.xml, *.png)"
 	@echo "rendered manifests: rendered/dev/"
 	@echo "stop the local stack with: $(KVSTACK) local down"
 

@@ -97,10 +97,17 @@ def _settings(args: argparse.Namespace) -> LocalStackSettings:
     return LocalStackSettings(**fields)
 
 
+def _sayer(console: Console) -> stack.Say:
+    def say(message: str) -> None:
+        console.print(message, soft_wrap=True, highlight=False)
+
+    return say
+
+
 def rich_wait(console: Console) -> stack.Wait:
     """Like stack.plain_wait, with a live spinner and elapsed time when stdout is a terminal."""
     if not console.is_terminal:
-        return stack.plain_wait(console.print)
+        return stack.plain_wait(_sayer(console))
 
     def wait(
         what: str, deadline_s: float, ready: Callable[[], bool], failed: Callable[[], str | None]
@@ -125,7 +132,7 @@ def run_up(args: argparse.Namespace) -> int:
     console = Console()
     try:
         settings = _settings(args)
-        state, started = stack.up(settings, say=console.print, wait=rich_wait(console))
+        state, started = stack.up(settings, say=_sayer(console), wait=rich_wait(console))
     except ValidationError as exc:
         console.print(f"[red]kvstack local up: bad option[/red]\n{exc}")
         return 2
@@ -142,8 +149,8 @@ def run_install(args: argparse.Namespace) -> int:
     console = Console()
     settings = _settings(args)
     try:
-        install.ensure_vllm_env(settings, console.print)
-        install.ensure_model(settings, console.print)
+        install.ensure_vllm_env(settings, _sayer(console))
+        install.ensure_model(settings, _sayer(console))
     except install.InstallError as exc:
         console.print(f"kvstack local install: {exc}", style="red", markup=False, soft_wrap=True)
         return 1
@@ -163,7 +170,7 @@ def run_url(args: argparse.Namespace) -> int:
 def run_down(args: argparse.Namespace) -> int:
     console = Console()
     state_dir = _settings(args).state_dir
-    stopped = stack.down(state_dir, console.print)
+    stopped = stack.down(state_dir, _sayer(console))
     console.print("stopped: " + ", ".join(stopped) if stopped else f"no running local stack in {state_dir}")
     return 0
 
@@ -204,8 +211,7 @@ def print_status(console: Console, state: st.StackState) -> bool:
 def _print_capacity(console: Console, state: st.StackState) -> None:
     from kvstack.local.capacity import read_capacity
 
-    line = read_capacity(state.vllm_url, state.max_model_len)
-    console.print(line)
+    console.print(read_capacity(state.vllm_url, state.max_model_len), soft_wrap=True, highlight=False)
 
 
 def _yes(flag: bool) -> str:
