@@ -1,20 +1,37 @@
-"""The HTTP client of ``kvstack verify``: timeouts and pool size set on purpose, errors recorded.
+"""The HTTP client of ``kvstack verify``: one httpx client on the aiohttp transport, limits set on purpose.
 
 The per-chunk cost of the client decides whether a benchmark measures the server or itself (an httpx
-client on its default transport under-reported an H100 by 47% at concurrency 128). Streamed completions
-therefore go through ``bench.http1`` (an asyncio protocol that de-chunks each socket read in one pass)
-into ``bench.sse.SseTally``, which timestamps events on the raw bytes; docs/bench-client.md has the
-figures. Small JSON requests (discovery, /tokenize, /metrics) and, when a proxy applies or
-``transport="aiohttp"`` is asked for, the streams too, go through one aiohttp session. Nothing beyond
-aiohttp is needed, so the bench runs on a bare GPU image.
+client on its default transport under-reported an H100 by 47% at concurrency 128). Every request of a run
+(discovery, /tokenize, /metrics and the streamed completions) therefore goes through one
+``httpx.AsyncClient`` on ``httpx_aiohttp.AiohttpTransport``, whose HTTP parsing is aiohttp's C parser.
+Streams are read as raw bytes and handed to ``bench.sse.SseTally``, which timestamps events on those bytes
+and decodes JSON only where it must; docs/bench-client.md has the figures.
 
-Timeouts: ``connect_s`` for the TCP connect, ``read_s`` for the longest silence while a response is awaited
-or streamed (catches a server that accepts and never answers), ``request_s`` for one request end to end.
-The pools are sized to the largest concurrency of the run (aiohttp's default of 100 would queue requests
-silently at concurrency 128), with no per-host cap.
+How the settings reach the wire (httpx_aiohttp 0.2.0 builds its aiohttp session from them):
+
+- ``httpx.Limits.max_connections`` becomes the aiohttp ``TCPConnector(limit=...)``, sized to the largest
+  concurrency of the run (aiohttp's default of 100 would queue requests silently at concurrency 128);
+  there is no per-host cap. ``keepalive_expiry`` becomes the connector's ``keepalive_timeout``: 4 s,
+  below the 5 s after which vLLM's uvicorn closes idle connections, so a pooled connection is not reused
+  just as the server closes it. ``max_keepalive_connections`` has no aiohttp equivalent (every idle
+  connection is kept until it expires); it is set to the pool size so the two libraries agree.
+- ``httpx.Timeout``: ``connect`` -> aiohttp ``sock_connect`` (the TCP connect); ``read`` ->
+  ``sock_read``, the longest silence while a response is awaited or streamed (catches a server that
+  accepts and never answers); ``pool`` -> aiohttp ``connect`` (waiting for a pooled connection plus
+  DNS and connect; the pool never fills, so in practice DNS + connect). ``write`` is not applied by the
+  transport (aiohttp has no write timeout); ``request_s`` bounds each request end to end.
+- Proxies: httpx ignores ``HTTP(S)_PROXY`` when a transport is given, and the transport's aiohttp session
+  does not read the environment either. So with ``trust_env`` the proxy for the endpoint's origin is
+  resolved once from the environment (``HTTP_PROXY``/``HTTPS_PROXY``/``ALL_PROXY``, ``NO_PROXY``) and given
+  to the transport; it then applies to every request of the run (``metrics_url`` included). ``trust_env``
+  also lets ``SSL_CERT_FILE``/``SSL_CERT_DIR`` choose the CA bundle for https endpoints.
 
 Streaming requests never raise (except cancellation): every failure is recorded in the returned
-``RequestOutcome``. The probes (``get_json`` and friends) raise ``EndpointError`` with a message fit for a
+``RequestOutcome``, its kind decided on the aiohttp exception behind the httpx one. A stream whose
+connection the server closes or resets before any answer (a pooled connection closed as idle at that
+moment) is tried once more on a fresh connection: aiohttp does not retry a POST itself.
+
+The probes (``get_json`` and friends) raise ``EndpointError`` with a message fit for a
 CD log, because without them the run cannot be made.
 """
 
@@ -30,12 +47,16 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+import httpx
+from httpx_aiohttp import AiohttpTransport
 
-from bench.http1 import Http1Pool, HttpStreamError, StreamResponse
 from bench.sse import SseTally
 
 # failure kinds that mean the endpoint is gone rather than that one request went wrong
 FATAL_KINDS = frozenset({"connect", "timeout"})
+
+KEEPALIVE_EXPIRY_S = 4.0  # below uvicorn's (vLLM's) 5 s keep-alive: the client closes idle connections first
+_MAX_ERROR_BODY = 8192
 
 
 class EndpointError(Exception):
@@ -94,8 +115,71 @@ def _short_body(body: bytes) -> str:
     return json.dumps(obj)[:300]
 
 
+def _media_type(response: httpx.Response) -> str:
+    media: str = response.headers.get("content-type", "")
+    return media.split(";", 1)[0].strip().lower()
+
+
+def _origin_cause(exc: BaseException) -> BaseException:
+    """The aiohttp exception behind an httpx one, else ``exc``.
+
+    httpx_aiohttp 0.2.0 re-raises aiohttp errors as httpx errors ``from`` the original, and its mapping is
+    coarse (a refused connection and a server that closed the connection both become
+    ``httpx.ConnectTimeout``), so the original decides the kind. aiohttp errors it does not map (a
+    response that is not HTTP) come through as they are.
+    """
+    cause = exc.__cause__
+    return cause if isinstance(cause, aiohttp.ClientError) else exc
+
+
+def _classify(
+    exc: Exception, url: str, status: int | None, connect_s: float, read_s: float
+) -> tuple[str, str]:
+    """(error kind, message) of a transport failure. ``status``: the response's, if its head arrived."""
+    cause = _origin_cause(exc)  # decide on the aiohttp original when there is one, never on its mapping
+    if isinstance(cause, aiohttp.ClientConnectorError):
+        return "connect", f"cannot connect to {url}: {cause.os_error or cause}"
+    if isinstance(cause, httpx.ConnectError):
+        return "connect", f"cannot connect to {url}: {cause}"
+    if isinstance(cause, aiohttp.ConnectionTimeoutError | httpx.ConnectTimeout | httpx.PoolTimeout):
+        return "timeout", f"connect to {url} timed out after {connect_s:g} s"
+    if isinstance(cause, aiohttp.ServerTimeoutError | httpx.TimeoutException):
+        return "timeout", f"no bytes from the server for {read_s:g} s"
+    if isinstance(cause, aiohttp.ClientPayloadError | httpx.ReadError):
+        return "truncated", f"response body cut short: {cause}"
+    if isinstance(cause, aiohttp.ServerDisconnectedError | httpx.RemoteProtocolError):
+        if status == 200:
+            return "truncated", f"server closed the connection in the response body: {cause}"
+        return "connect", f"server closed the connection before answering: {cause}"
+    if isinstance(cause, aiohttp.ClientResponseError | httpx.ProtocolError):
+        return "malformed", f"not a valid HTTP response: {cause}"
+    if isinstance(cause, aiohttp.ClientOSError):  # reset, broken pipe (connect errors are handled above)
+        if status == 200:
+            return "truncated", f"connection lost in the response body: {cause}"
+        return "connect", f"connection lost before the answer: {cause}"
+    return "transport", f"{type(cause).__name__}: {cause}"
+
+
+def _lost_before_answer(exc: Exception) -> bool:
+    """The server closed or reset a connection that had been opened: what a stale pooled one does."""
+    cause = _origin_cause(exc)
+    if isinstance(cause, aiohttp.ClientConnectorError):
+        return False
+    return isinstance(cause, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError)
+
+
+def _env_proxy(url: str) -> str | None:
+    """The proxy the environment sets for ``url`` (``*_PROXY`` / ``NO_PROXY``), or ``None``."""
+    parts = urlsplit(url)
+    proxies = urllib.request.getproxies_environment()
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    if not proxy or urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    return proxy if "://" in proxy else f"http://{proxy}"  # "host:3128", as curl takes it
+
+
 class EndpointClient:
-    """One session against one vLLM server. Use as ``async with EndpointClient(...) as client``."""
+    """One client against one vLLM server. Use as ``async with EndpointClient(...) as client``."""
 
     def __init__(
         self,
@@ -110,10 +194,14 @@ class EndpointClient:
         trust_env: bool = True,
         parse_every_event: bool = False,
         abort_after_consecutive_failures: int = 3,
-        transport: str = "auto",
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._headers = {
+            "User-Agent": "kvstack-verify",
+            "Accept-Encoding": "identity",  # the transport does not decompress; SSE is read as raw bytes
+        }
+        if api_key:
+            self._headers["Authorization"] = f"Bearer {api_key}"
         self._connect_s = connect_s
         self._read_s = read_s
         self._request_s = request_s
@@ -122,61 +210,46 @@ class EndpointClient:
         self._trust_env = trust_env
         self.parse_every_event = parse_every_event
         self._abort_after = abort_after_consecutive_failures
-        self._session: aiohttp.ClientSession | None = None
-        self._fast: Http1Pool | None = None
-        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+        self.proxy: str | None = None
         self.consecutive_failures = 0
         self.down_reason: str | None = None
+        self.timeout = httpx.Timeout(connect=connect_s, read=read_s, write=read_s, pool=connect_s)
+        self.limits = httpx.Limits(
+            max_connections=connection_limit,
+            max_keepalive_connections=connection_limit,
+            keepalive_expiry=KEEPALIVE_EXPIRY_S,
+        )
+        self._probe_timeout = httpx.Timeout(connect=connect_s, read=probe_s, write=probe_s, pool=connect_s)
 
     async def __aenter__(self) -> EndpointClient:
-        connector = aiohttp.TCPConnector(
-            limit=self._limit, limit_per_host=0, keepalive_timeout=60, ttl_dns_cache=300
+        self.proxy = _env_proxy(self.base_url) if self._trust_env else None
+        transport = AiohttpTransport(
+            limits=self.limits,
+            trust_env=self._trust_env,
+            proxy=httpx.Proxy(self.proxy) if self.proxy else None,
         )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
+        self._client = httpx.AsyncClient(
+            transport=transport,
+            timeout=self.timeout,
             headers=self._headers,
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._connect_s, sock_read=self._read_s),
+            follow_redirects=True,
             trust_env=self._trust_env,
         )
-        if self._transport == "auto" and not self._proxied():
-            self._fast = Http1Pool(
-                self.base_url,
-                limit=self._limit,
-                connect_s=self._connect_s,
-                read_s=self._read_s,
-                headers=self._headers,
-            )
         return self
-
-    def _proxied(self) -> bool:
-        """Whether the environment routes this origin through a proxy (only aiohttp handles proxies)."""
-        if not self._trust_env:
-            return False
-        parts = urlsplit(self.base_url)
-        proxies = urllib.request.getproxies_environment()
-        if parts.scheme not in proxies:
-            return False
-        return not urllib.request.proxy_bypass(parts.hostname or "")
-
-    @property
-    def stream_transport(self) -> str:
-        return "http1" if self._fast is not None else "aiohttp"
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._fast is not None:
-            self._fast.close()
-            self._fast = None
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
 
     @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
             raise RuntimeError("EndpointClient used outside 'async with'")
-        return self._session
+        return self._client
 
     def url(self, path: str) -> str:
         return path if path.startswith(("http://", "https://")) else f"{self.base_url}{path}"
@@ -187,13 +260,18 @@ class EndpointClient:
         url = self.url(path)
         try:
             async with asyncio.timeout(self._probe_s):
-                async with self.session.request(method, url, json=body) as resp:
-                    return resp.status, await resp.read()
-        except aiohttp.ClientConnectorError as exc:
-            raise EndpointError(f"cannot connect to {url}: {exc.os_error or exc}") from exc
-        except TimeoutError as exc:
+                response = await self.client.request(method, url, json=body, timeout=self._probe_timeout)
+                return response.status_code, response.content
+        except (httpx.HTTPError, aiohttp.ClientError) as exc:
+            kind, message = _classify(exc, url, None, self._connect_s, self._probe_s)
+            if kind == "timeout" and "no bytes" in message:
+                message = f"no answer within {self._probe_s:g} s"
+            if not message.startswith("cannot connect"):
+                message = f"{method} {url}: {message}"
+            raise EndpointError(message) from exc
+        except TimeoutError as exc:  # asyncio.timeout(probe_s)
             raise EndpointError(f"{method} {url}: no answer within {self._probe_s:g} s") from exc
-        except aiohttp.ClientError as exc:
+        except OSError as exc:
             raise EndpointError(f"{method} {url}: {type(exc).__name__}: {exc}") from exc
 
     async def get_text(self, path: str) -> str:
@@ -226,92 +304,70 @@ class EndpointClient:
     async def stream(
         self, path: str, payload: dict[str, Any], phase: str, *, parse_all: bool | None = None
     ) -> RequestOutcome:
-        """POST a streaming request and time every event. Never raises except ``CancelledError``."""
-        if self._fast is not None:
-            return await self._stream_http1(path, payload, phase, parse_all)
-        return await self._stream_aiohttp(path, payload, phase, parse_all)
+        """POST a streaming request and time every event. Never raises except ``CancelledError``.
 
-    async def _stream_http1(
-        self, path: str, payload: dict[str, Any], phase: str, parse_all: bool | None
-    ) -> RequestOutcome:
-        assert self._fast is not None
+        Each chunk of the body is handed, as the transport delivers it, to ``SseTally.feed`` with the
+        ``time.perf_counter()`` of its arrival; the events it completes share that time.
+        """
+        parse = self.parse_every_event if parse_all is None else parse_all
         out = RequestOutcome(phase=phase)
-        tally = SseTally(self.parse_every_event if parse_all is None else parse_all)
-        body = json.dumps(payload).encode()
-        clock = time.perf_counter
-        response: StreamResponse | None = None
-        out.start = clock()
-        try:
-            async with asyncio.timeout(self._request_s):
-                response = await self._fast.post_stream(path, body, tally.feed)
-        except HttpStreamError as exc:
-            out.error_kind = exc.kind
-            out.error = str(exc)
-        except TimeoutError:
-            out.error_kind = "timeout"
-            out.error = f"request did not finish within {self._request_s:g} s"
-        out.end = clock()
-        if response is not None:
-            out.status = response.status
-            if response.status != 200:
-                out.error_kind = "http_5xx" if response.status >= 500 else "http_4xx"
-                out.error = f"HTTP {response.status}: {_short_body(response.error_body)}"
-            elif response.content_type != "text/event-stream":
-                out.error_kind = "malformed"
-                out.error = f"expected text/event-stream, got {response.content_type!r}"
-            else:
-                self._apply_summary(out, tally)
-        self._record(out)
-        return out
-
-    async def _stream_aiohttp(
-        self, path: str, payload: dict[str, Any], phase: str, parse_all: bool | None
-    ) -> RequestOutcome:
-        out = RequestOutcome(phase=phase)
-        tally = SseTally(self.parse_every_event if parse_all is None else parse_all)
-        clock = time.perf_counter
         url = self.url(path)
-        out.start = clock()
-        finished = False
-        try:
-            async with asyncio.timeout(self._request_s):
-                async with self.session.post(url, json=payload) as resp:
-                    out.status = resp.status
-                    if resp.status != 200:
-                        body = await resp.content.read(8192)
-                        out.error_kind = "http_5xx" if resp.status >= 500 else "http_4xx"
-                        out.error = f"HTTP {resp.status}: {_short_body(body)}"
-                    elif resp.content_type != "text/event-stream":
-                        out.error_kind = "malformed"
-                        out.error = f"expected text/event-stream, got {resp.content_type!r}"
-                    else:
-                        feed = tally.feed
-                        async for chunk in resp.content.iter_any():
-                            feed(chunk, clock())
-                        finished = True
-        except aiohttp.ClientConnectorError as exc:
-            out.error_kind = "connect"
-            out.error = f"cannot connect to {url}: {exc.os_error or exc}"
-        except aiohttp.ServerTimeoutError as exc:
-            out.error_kind = "timeout"
-            out.error = f"no bytes from the server for {self._read_s:g} s ({exc})"
-        except TimeoutError:
-            out.error_kind = "timeout"
-            out.error = f"request did not finish within {self._request_s:g} s"
-        except aiohttp.ClientPayloadError as exc:
-            out.error_kind = "truncated"
-            out.error = f"response body cut short: {exc}"
-        except aiohttp.ServerDisconnectedError as exc:
-            out.error_kind = "truncated" if out.status == 200 else "connect"
-            out.error = f"server closed the connection: {exc}"
-        except (aiohttp.ClientError, OSError) as exc:
-            out.error_kind = "transport"
-            out.error = f"{type(exc).__name__}: {exc}"
-        out.end = clock()
-        if finished:
+        tally = SseTally(parse)
+        result = await self._stream_once(url, payload, out, tally)
+        if result == "stale":
+            # the server closed the connection before any answer: most likely a pooled connection it had
+            # just closed as idle. Once more, on a fresh connection; a server that is gone fails again.
+            out = RequestOutcome(phase=phase)
+            tally = SseTally(parse)
+            result = await self._stream_once(url, payload, out, tally)
+        out.end = time.perf_counter()
+        if result == "done":
             self._apply_summary(out, tally)
         self._record(out)
         return out
+
+    async def _stream_once(
+        self, url: str, payload: dict[str, Any], out: RequestOutcome, tally: SseTally
+    ) -> str:
+        """One attempt; fills ``out`` (status, error) and ``tally``.
+
+        Returns "done" (body read to its end), "failed", or "stale" (closed before any answer).
+        """
+        clock = time.perf_counter
+        client = self.client
+        out.start = clock()
+        try:
+            async with asyncio.timeout(self._request_s):
+                async with client.stream("POST", url, json=payload) as response:
+                    status = out.status = response.status_code
+                    if status != 200:
+                        body = b""
+                        async for chunk in response.aiter_raw():
+                            body += chunk
+                            if len(body) >= _MAX_ERROR_BODY:
+                                break
+                        out.error_kind = "http_5xx" if status >= 500 else "http_4xx"
+                        out.error = f"HTTP {status}: {_short_body(body[:_MAX_ERROR_BODY])}"
+                        return "failed"
+                    if (media := _media_type(response)) != "text/event-stream":
+                        out.error_kind = "malformed"
+                        out.error = f"expected text/event-stream, got {media!r}"
+                        return "failed"
+                    feed = tally.feed
+                    async for chunk in response.aiter_raw():
+                        feed(chunk, clock())
+                    return "done"
+        except (httpx.HTTPError, aiohttp.ClientError) as exc:
+            out.error_kind, out.error = _classify(exc, url, out.status, self._connect_s, self._read_s)
+            if out.status is None and _lost_before_answer(exc):
+                return "stale"
+        except TimeoutError:  # asyncio.timeout(request_s)
+            out.error_kind = "timeout"
+            out.error = f"request did not finish within {self._request_s:g} s"
+        except OSError as exc:
+            out.error_kind = "transport"
+            out.error = f"{type(exc).__name__}: {exc}"
+        return "failed"
 
     @staticmethod
     def _apply_summary(out: RequestOutcome, tally: SseTally) -> None:

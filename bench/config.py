@@ -158,10 +158,6 @@ class ClientSettings(_Strict):
         default=3, ge=1, description="consecutive failed requests after which the endpoint is declared down"
     )
     trust_env: bool = Field(default=True, description="honour HTTP(S)_PROXY / NO_PROXY from the environment")
-    transport: Literal["auto", "aiohttp"] = Field(
-        default="auto",
-        description="streams: the built-in HTTP/1.1 client unless a proxy applies (auto), or always aiohttp",
-    )
 
 
 class VerifyConfig(_Strict):

@@ -116,7 +116,6 @@ async def run_verify_async(
                     trust_env=config.client.trust_env,
                     parse_every_event=config.client.parse_every_event,
                     abort_after_consecutive_failures=config.client.abort_after_consecutive_failures,
-                    transport=config.client.transport,
                 ) as client:
                     display.log(f"discovering {config.endpoint} ...")
                     server = await discover(client, config)

@@ -13,11 +13,13 @@ Clients:
   timestamp per token; the session is set up as in ``vllm/benchmarks/serve.py`` ``benchmark()``.
 - ``vllm-lines``: the older variant of the same function (``async for chunk_bytes in response.content``,
   one SSE line per iteration, ``json.loads`` per event).
-- ``kvstack``: ``bench.client.EndpointClient`` as ``kvstack verify`` uses it (events timestamped on the
-  raw bytes; first and final events decoded).
+- ``kvstack``: the bench's own code path, imported, not copied: ``bench.client.EndpointClient`` driven by
+  ``bench.load.run_batch``, as ``kvstack verify`` runs them (one ``httpx.AsyncClient`` on
+  ``httpx_aiohttp.AiohttpTransport``, events timestamped on the raw bytes, first and final events decoded).
 - ``kvstack-parse-all``: the same with ``parse_every_event`` (every event's JSON decoded).
-- ``httpx-aiohttp`` / ``httpx``: httpx on the ``httpx-aiohttp`` transport with raw-byte timestamping, and
-  a naive httpx client on its default transport (``aiter_lines`` + ``json.loads``), when installed.
+- ``httpx-aiohttp``: a minimal loop on the same stack (httpx on ``AiohttpTransport``, ``aiter_raw`` into
+  ``bench.sse.SseTally``) without the bench's bookkeeping: what the bench's own layers cost.
+- ``httpx``: a naive httpx client on its default transport (``aiter_lines`` + ``json.loads`` per event).
 
 Every client must count the same tokens (server usage) and time every token event; a run whose counts
 disagree is reported as invalid.
@@ -312,7 +314,7 @@ async def _run_vllm(url: str, payloads: list[dict[str, Any]], concurrency: int, 
 
 
 async def _run_kvstack(
-    url: str, payloads: list[dict[str, Any]], concurrency: int, parse_all: bool, transport: str = "auto"
+    url: str, payloads: list[dict[str, Any]], concurrency: int, parse_all: bool
 ) -> list[_Result]:
     from bench.client import EndpointClient
     from bench.load import StreamRequest, run_batch
@@ -323,7 +325,6 @@ async def _run_kvstack(
         connection_limit=concurrency + 8,
         parse_every_event=parse_all,
         trust_env=False,
-        transport=transport,
     ) as client:
         reqs = [StreamRequest("/v1/completions", p, "bench") for p in payloads]
         batch = await run_batch(client, reqs, concurrency)
@@ -407,7 +408,6 @@ CLIENTS: dict[str, Callable[[str, list[dict[str, Any]], int], Coroutine[Any, Any
     "vllm-lines": lambda u, p, c: _run_vllm(u, p, c, lines=True),
     "kvstack": lambda u, p, c: _run_kvstack(u, p, c, parse_all=False),
     "kvstack-parse-all": lambda u, p, c: _run_kvstack(u, p, c, parse_all=True),
-    "kvstack-aiohttp": lambda u, p, c: _run_kvstack(u, p, c, parse_all=False, transport="aiohttp"),
     "httpx-aiohttp": lambda u, p, c: _run_httpx(u, p, c, transport="aiohttp"),
     "httpx": lambda u, p, c: _run_httpx(u, p, c, transport="default"),
 }

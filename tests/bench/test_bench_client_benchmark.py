@@ -20,7 +20,7 @@ def test_client_benchmark_smoke(tmp_path: Path) -> None:
             sys.executable,
             str(SCRIPT),
             "--concurrency", "8", "--requests", "32", "--tokens", "16", "--repeats", "1",
-            "--clients", "vllm,vllm-lines,kvstack,kvstack-aiohttp,kvstack-parse-all",
+            "--clients", "vllm,vllm-lines,kvstack,kvstack-parse-all,httpx-aiohttp",
             "--json", str(out),
         ],
         capture_output=True,
@@ -31,7 +31,7 @@ def test_client_benchmark_smoke(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     figures = json.loads(out.read_text())
     rows = {r["client"]: r for r in figures["clients"]}
-    assert set(rows) == {"vllm", "vllm-lines", "kvstack", "kvstack-aiohttp", "kvstack-parse-all"}
+    assert set(rows) == {"vllm", "vllm-lines", "kvstack", "kvstack-parse-all", "httpx-aiohttp"}
     for name, row in rows.items():
         assert row["valid"], (name, row)
         assert row["output_tokens"] == 32 * 16

@@ -50,12 +50,9 @@ def test_server_that_accepts_and_never_answers(fake_vllm: Callable[..., FakeServ
     assert took < 6
 
 
-@pytest.mark.parametrize("transport", ["auto", "aiohttp"])
-def test_completions_that_never_answer(
-    fake_vllm: Callable[..., FakeServer], tmp_path: Path, transport: str
-) -> None:
+def test_completions_that_never_answer(fake_vllm: Callable[..., FakeServer], tmp_path: Path) -> None:
     server = fake_vllm("hang-completions")
-    result, took = verify(server.url, tmp_path, client={"transport": transport})
+    result, took = verify(server.url, tmp_path)
     assert_partial_report(result, tmp_path, "no bytes from the server for 2 s")
     assert took < 6
     engine = result.report.check("engine")
@@ -73,12 +70,11 @@ def test_completions_that_never_answer(
         ("cut", "the engine did not answer"),
     ],
 )
-@pytest.mark.parametrize("transport", ["auto", "aiohttp"])
 def test_failing_streams(
-    fake_vllm: Callable[..., FakeServer], tmp_path: Path, mode: str, message: str, transport: str
+    fake_vllm: Callable[..., FakeServer], tmp_path: Path, mode: str, message: str
 ) -> None:
     server = fake_vllm(mode)
-    result, took = verify(server.url, tmp_path, client={"transport": transport})
+    result, took = verify(server.url, tmp_path)
     data = assert_partial_report(result, tmp_path, message)
     assert took < 5
     assert data["request_errors"]
@@ -97,10 +93,9 @@ def test_malformed_streams_under_load_are_caught_by_the_fast_parser(
     assert verdicts["batching"] is Verdict.ERROR
 
 
-@pytest.mark.parametrize("transport", ["auto", "aiohttp"])
-def test_server_dies_mid_run(fake_vllm: Callable[..., FakeServer], tmp_path: Path, transport: str) -> None:
+def test_server_dies_mid_run(fake_vllm: Callable[..., FakeServer], tmp_path: Path) -> None:
     server = fake_vllm("ok", "--die-after", "8")
-    result, took = verify(server.url, tmp_path, client={"transport": transport})
+    result, took = verify(server.url, tmp_path)
     data = assert_partial_report(result, tmp_path, "endpoint down")
     assert took < 15
     assert server.proc.wait(timeout=5) == 1

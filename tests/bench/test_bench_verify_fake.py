@@ -20,10 +20,9 @@ from bench.verify import JSON_NAME, JUNIT_NAME, run_verify
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("transport", ["auto", "aiohttp"])
-def test_all_checks_pass(fake_vllm: Callable[..., FakeServer], tmp_path: Path, transport: str) -> None:
+def test_all_checks_pass(fake_vllm: Callable[..., FakeServer], tmp_path: Path) -> None:
     server = fake_vllm("ok")
-    result = run_verify(small_workload(server.url, client={"transport": transport}), tmp_path)
+    result = run_verify(small_workload(server.url), tmp_path)
     report = result.report
     assert result.exit_code == 0, [(c.name, c.verdict, c.reason) for c in report.checks]
     assert [c.name for c in report.checks] == [
