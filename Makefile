@@ -42,7 +42,7 @@ demo: setup
 
 ## test: what CI runs
 test: setup lint types
-	@rc=0; $(BIN)/pytest || rc=$$?; \
+	@rc=0; $(BIN)/pytest --durations=15 || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure here" >&2; exit 1; fi; \
 	exit $$rc
 

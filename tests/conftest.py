@@ -5,14 +5,19 @@ They never skip: if vLLM or Prometheus cannot start, every test that needs them 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from kvstack.local import stack
 from kvstack.local.settings import LocalStackSettings, PrometheusSettings, VllmSettings
 from kvstack.local.state import StackState
+
+# What the live fixtures started, for the closing summary: the CI log shows real servers were used.
+_STARTED: list[str] = []
 
 
 def _say(message: str) -> None:
@@ -21,9 +26,31 @@ def _say(message: str) -> None:
 
 def start_stack(state_dir: Path, vllm: VllmSettings, prometheus: PrometheusSettings) -> StackState:
     settings = LocalStackSettings(state_dir=state_dir, vllm=vllm, prometheus=prometheus)
+    started_at = time.monotonic()
     state, started = stack.up(settings, say=_say)
     assert started, f"expected a fresh stack in {state_dir}"
+    version = httpx.get(f"{state.vllm_url}/version", timeout=10).json().get("version", "?")
+    line = (
+        f"vLLM {version} at {state.vllm_url} (pid {state.vllm.pid}, prefix caching "
+        f"{'on' if state.enable_prefix_caching else 'off'})"
+    )
+    if state.prometheus is not None:
+        line += f" + Prometheus at {state.prometheus.url} (pid {state.prometheus.pid})"
+    _STARTED.append(f"{line}, up in {time.monotonic() - started_at:.0f} s")
     return state
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    live = [
+        r
+        for r in terminalreporter.stats.get("passed", []) + terminalreporter.stats.get("failed", [])
+        if "live" in r.keywords and r.when == "call"
+    ]
+    terminalreporter.section("live stack")
+    for line in _STARTED or ["no live server was started in this session"]:
+        terminalreporter.write_line(line)
+    passed = sum(1 for r in live if r.passed)
+    terminalreporter.write_line(f"{len(live)} tests marked live ran against them: {passed} passed")
 
 
 @pytest.fixture(scope="session")
