@@ -13,7 +13,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.config import ConfigError, VerifyConfig, build_config, read_config_file
+from bench.config import (
+    ConfigError,
+    VerifyConfig,
+    build_config,
+    deep_merge,
+    read_config_file,
+    read_stack_outputs,
+)
 from bench.console import make_display, render_report, result_console
 from bench.report import EXIT_ERROR
 
@@ -86,6 +93,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--api-key", help=f"bearer token (default: ${API_KEY_ENV})")
     parser.add_argument(
         "--config", type=Path, help="YAML thresholds/workload file (bench/verify.example.yaml)"
+    )
+    parser.add_argument(
+        "--stack-outputs",
+        type=Path,
+        metavar="JSON",
+        help="the infra's stack outputs (`pulumi stack output --json > o.json`, or `kvstack render "
+        "--outputs o.json`): served model, planned KV capacity to compare with, concurrency floor",
     )
     parser.add_argument(
         "--out", type=Path, default=DEFAULT_OUT, help=f"report directory (default {DEFAULT_OUT})"
@@ -162,10 +176,17 @@ def overrides_from_args(args: argparse.Namespace, file_data: dict[str, Any]) -> 
 
 
 def config_from_args(args: argparse.Namespace) -> VerifyConfig:
+    """The config file, then the stack outputs, then the flags: each overrides what came before."""
     file_data = read_config_file(args.config) if args.config is not None else {}
+    sources = [str(args.config)] if args.config is not None else []
+    if args.stack_outputs is not None:
+        file_data = deep_merge(file_data, read_stack_outputs(args.stack_outputs))
+        sources.append(str(args.stack_outputs))
     if not args.endpoint and "endpoint" not in file_data:
-        raise ConfigError("no endpoint: pass --endpoint URL or set 'endpoint' in the config file")
-    source = f"{args.config} + flags" if args.config is not None else "flags"
+        raise ConfigError(
+            "no endpoint: pass --endpoint URL, set 'endpoint' in the config file, or give --stack-outputs"
+        )
+    source = " + ".join([*sources, "flags"])
     return build_config(file_data, overrides_from_args(args, file_data), source=source)
 
 

@@ -7,6 +7,7 @@ field and the file.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -203,11 +204,11 @@ class VerifyConfig(_Strict):
         return self.client.max_connections or self.max_concurrency_used() + 8
 
 
-def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in override.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
+            merged[key] = deep_merge(merged[key], value)
         else:
             merged[key] = value
     return merged
@@ -242,7 +243,7 @@ def build_config(
     source: str = "config",
 ) -> VerifyConfig:
     """Validate file data with flag overrides applied on top. Raises ``ConfigError`` naming each bad field."""
-    data = _deep_merge(file_data or {}, overrides or {})
+    data = deep_merge(file_data or {}, overrides or {})
     try:
         return VerifyConfig.model_validate(data)
     except ValidationError as exc:
@@ -253,3 +254,45 @@ def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> V
     """The config from an optional YAML file plus flag overrides."""
     file_data = read_config_file(path) if path is not None else {}
     return build_config(file_data, overrides, source=str(path) if path is not None else "flags")
+
+
+def from_stack_outputs(outputs: dict[str, Any], source: str = "stack outputs") -> dict[str, Any]:
+    """Config values implied by the infra's stack outputs (``pulumi stack output --json``, or
+    ``kvstack render --outputs FILE``): the served model, the planned KV capacity to compare against,
+    and the stack's concurrency floor. The endpoint is taken only as a default (an in-cluster URL is
+    often not reachable from the CD runner: pass --endpoint then)."""
+    tree: dict[str, Any] = {}
+    if isinstance(outputs.get("endpoint"), str):
+        tree["endpoint"] = outputs["endpoint"]
+    if isinstance(outputs.get("served_model_name"), str):
+        tree["model"] = outputs["served_model_name"]
+    capacity = outputs.get("capacity")
+    if capacity is not None:
+        if not isinstance(capacity, dict):
+            raise ConfigError(f"{source}: 'capacity' must be a mapping, got {type(capacity).__name__}")
+        expected = {
+            "block_size": capacity.get("block_size"),
+            "num_blocks": capacity.get("kv_blocks"),
+            "kv_tokens": capacity.get("kv_tokens"),
+            "max_model_len": capacity.get("max_model_len"),
+            "max_concurrency": capacity.get("max_concurrency"),
+        }
+        tree["expected_capacity"] = {k: v for k, v in expected.items() if v is not None}
+        if capacity.get("min_concurrency") is not None:
+            tree["thresholds"] = {"min_max_concurrency": capacity["min_concurrency"]}
+    if not tree:
+        raise ConfigError(f"{source}: no endpoint, served_model_name or capacity: not kvstack stack outputs?")
+    return tree
+
+
+def read_stack_outputs(path: Path) -> dict[str, Any]:
+    """Read a JSON file of stack outputs into config values (see :func:`from_stack_outputs`)."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON (expected `pulumi stack output --json`): {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping, got {type(raw).__name__}")
+    return from_stack_outputs(raw, source=str(path))

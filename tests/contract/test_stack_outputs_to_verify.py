@@ -1,0 +1,78 @@
+"""The hand-off CD relies on: what the infra exports is what `kvstack verify --stack-outputs` reads."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.cli import add_arguments, config_from_args
+from bench.config import ConfigError
+from infra.cli import add_parser as add_infra_commands
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _render_outputs(stack: str, tmp_path: Path) -> Path:
+    parser = argparse.ArgumentParser(prog="kvstack")
+    add_infra_commands(parser.add_subparsers(dest="command"))
+    outputs = tmp_path / f"{stack}-outputs.json"
+    args = parser.parse_args(
+        [
+            "render",
+            "--stack",
+            stack,
+            "--project-dir",
+            str(ROOT),
+            "--out",
+            str(tmp_path / "m"),
+            "--outputs",
+            str(outputs),
+        ]
+    )
+    assert args.func(args) == 0
+    return outputs
+
+
+def _verify_args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_verify_takes_model_capacity_and_floor_from_the_rendered_outputs(stack: str, tmp_path: Path) -> None:
+    path = _render_outputs(stack, tmp_path)
+    outputs = json.loads(path.read_text())
+    cfg = config_from_args(_verify_args("--stack-outputs", str(path)))
+    assert cfg.endpoint == outputs["endpoint"]
+    assert cfg.model == outputs["served_model_name"]
+    expected = cfg.expected_capacity
+    assert expected is not None
+    cap = outputs["capacity"]
+    assert expected.kv_tokens == cap["kv_tokens"]
+    assert expected.num_blocks == cap["kv_blocks"]
+    assert expected.block_size == cap["block_size"]
+    assert expected.max_model_len == cap["max_model_len"]
+    assert cfg.thresholds.min_max_concurrency == cap["min_concurrency"]
+
+
+def test_flags_override_the_stack_outputs(tmp_path: Path) -> None:
+    path = _render_outputs("prod", tmp_path)
+    cfg = config_from_args(
+        _verify_args("--stack-outputs", str(path), "--endpoint", "https://llm.example.com", "--model", "m")
+    )
+    assert cfg.endpoint == "https://llm.example.com"
+    assert cfg.model == "m"
+
+
+def test_a_file_that_is_not_stack_outputs_is_refused_naming_it(tmp_path: Path) -> None:
+    bad = tmp_path / "o.json"
+    bad.write_text("{not json")
+    with pytest.raises(ConfigError, match=r"o\.json: not valid JSON"):
+        config_from_args(_verify_args("--stack-outputs", str(bad)))
+    bad.write_text('{"foo": 1}')
+    with pytest.raises(ConfigError, match=r"o\.json: no endpoint, served_model_name or capacity"):
+        config_from_args(_verify_args("--stack-outputs", str(bad)))
