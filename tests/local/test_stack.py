@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
 import subprocess
@@ -132,3 +133,14 @@ def test_cli_up_status_down_leaves_none_of_our_processes(tmp_path: Path) -> None
         os.killpg(state.vllm.pid, 0)  # the whole group, engine core included, is gone
     gone = _kvstack("status", "--state-dir", state_dir)
     assert gone.returncode == 3
+
+
+def test_a_second_up_while_the_first_is_starting_is_refused(tmp_path: Path) -> None:
+    tmp_path.mkdir(exist_ok=True)
+    with (tmp_path / ".lock").open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # what a first `up` holds until its stack is healthy
+        with pytest.raises(stack.StackError) as err:
+            stack.up(LocalStackSettings(state_dir=tmp_path), say=lambda _: None)
+    assert err.value.exit_code == 2
+    assert "another `kvstack local up`" in str(err.value)
+    assert st.load(tmp_path) is None
