@@ -307,7 +307,7 @@ def run_lint(args: argparse.Namespace) -> int:
         )
     findings = lint(bodies) + findings
     if not args.no_schema:
-        from infra.schema import KUBE_VERSIONS, validate_all
+        from infra.schema import FIRST_ERROR_ONLY_NOTE, KUBE_VERSIONS, is_builtin_problem, validate_all
 
         versions = tuple(args.kube_version or KUBE_VERSIONS)
         try:
@@ -319,6 +319,8 @@ def run_lint(args: argparse.Namespace) -> int:
             )
             return BAD_INPUT
         findings += [Finding("schema", "fail", str(p)) for p in problems]
+        if any(is_builtin_problem(p) for p in problems):
+            findings.append(Finding("schema", "note", FIRST_ERROR_ONLY_NOTE))
         if not problems:
             findings.append(
                 Finding(
@@ -329,5 +331,9 @@ def run_lint(args: argparse.Namespace) -> int:
     for finding in findings:
         print(f"  {finding}")
     bad = failed(findings)
-    print(f"{len(bad)} failed" if bad else "all checks passed")
+    warnings = [f for f in findings if f.status == "warn"]
+    summary = f"{len(bad)} failed" if bad else "all checks passed"
+    if warnings:
+        summary += f" ({len(warnings)} warning{'s' if len(warnings) > 1 else ''})"
+    print(summary)
     return CHECK_FAILED if bad else OK

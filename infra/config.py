@@ -353,6 +353,22 @@ class ScaleBehavior(Strict):
     period_seconds: int = Field(default=60, ge=1, le=1800)
 
 
+class KedaFallback(Strict):
+    """KEDA's ``spec.fallback``: the replica count to hold while the scalers keep failing.
+
+    KEDA supports it only for triggers with ``metricType: AverageValue`` (the stack's triggers use it),
+    never for cpu/memory triggers.
+    """
+
+    enabled: bool = True
+    failure_threshold: int = Field(
+        default=3, ge=1, le=1000, description="consecutive failed polls before KEDA uses the fallback"
+    )
+    replicas: int | None = Field(
+        default=None, ge=1, le=1000, description="replicas while failing; default: scaling.min_replicas"
+    )
+
+
 class ScalingSpec(Strict):
     """Replica bounds and the autoscaler (HPA on prometheus-adapter metrics, or KEDA)."""
 
@@ -370,6 +386,12 @@ class ScalingSpec(Strict):
         pattern=r"^https?://[^\s]+$",
         description="Prometheus that KEDA queries (keda mode)",
     )
+    keda_fallback: KedaFallback = KedaFallback()
+
+    @property
+    def fallback_replicas(self) -> int:
+        """The replicas KEDA holds while its scalers fail (``keda_fallback.replicas`` or ``min_replicas``)."""
+        return self.keda_fallback.replicas or self.min_replicas
 
 
 class MonitoringSpec(Strict):
@@ -391,6 +413,12 @@ class MonitoringSpec(Strict):
     dashboards_namespace: K8sName | None = Field(default=None, description="default: the stack's namespace")
     adapter_namespace: K8sName = "monitoring"
     adapter_configmap: K8sName | None = Field(default=None, description="default: <name>-adapter-rules")
+    adapter_wiring: Literal["undeclared", "helm_values", "existing_configmap"] = Field(
+        default="undeclared",
+        description="how prometheus-adapter gets the rules (hpa mode): helm_values (the stack output "
+        "adapter_rules_values as the chart's rules.custom), existing_configmap (the chart's rules.existing "
+        "names the stack's ConfigMap), undeclared (kvstack lint warns)",
+    )
     alerts: AlertThresholds = AlertThresholds()
 
     @field_validator("dashboard_label")
@@ -649,6 +677,16 @@ def cross_checks(config: StackConfig) -> list[Issue]:
             Issue(
                 "kvstack:scaling.min_replicas",
                 f"{scaling.min_replicas} is above scaling.max_replicas ({scaling.max_replicas})",
+            )
+        )
+    if (scaling.mode == "keda" and scaling.keda_fallback.enabled) and not (
+        scaling.min_replicas <= scaling.fallback_replicas <= scaling.max_replicas
+    ):
+        issues.append(
+            Issue(
+                "kvstack:scaling.keda_fallback.replicas",
+                f"{scaling.fallback_replicas} is outside scaling.min_replicas..max_replicas "
+                f"({scaling.min_replicas}..{scaling.max_replicas})",
             )
         )
     if rollout.max_surge == 0 and rollout.max_unavailable == 0:

@@ -11,6 +11,8 @@ Each check is a small pure function returning :class:`Finding` s; a stack passes
   metrics, >= 1 of them vLLM's, and none of vLLM's removed names
 * ``autoscaling``: an HPA or KEDA ScaledObject on the Deployment with min <= max, targets on every
   metric, and scale-up/scale-down stabilization windows
+* ``adapter``: (WARN, never a failure) an HPA on custom ``Pods`` metrics whose prometheus-adapter wiring
+  is not declared (``monitoring.adapter_wiring``): the HPA would have nothing to scale on
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ _HISTOGRAM_SUFFIX = re.compile(r"_(bucket|sum|count)$")
 @dataclass(frozen=True)
 class Finding:
     check: str
-    status: Literal["ok", "fail", "note"]
+    status: Literal["ok", "fail", "warn", "note"]
     message: str
 
     @property
@@ -480,6 +482,68 @@ def check_autoscaling(bodies: Sequence[dict[str, Any]], deployment: dict[str, An
     return [_fail("autoscaling", f"no HorizontalPodAutoscaler or ScaledObject scales {_name(deployment)}")]
 
 
+# The adapter rules ConfigMap's annotations (infra/manifests/monitoring.py; kept literal here so that this
+# module stays importable on its own).
+_ADAPTER_ANNOTATION = ("kvstack.dev/config", "prometheus-adapter")
+_ADAPTER_WIRING_ANNOTATION = "kvstack.dev/adapter-wiring"
+ADAPTER_WIRINGS = frozenset({"helm_values", "existing_configmap"})
+
+
+def check_adapter_wiring(bodies: Sequence[dict[str, Any]], deployment: dict[str, Any]) -> list[Finding]:
+    """WARN when an HPA scales on custom ``Pods`` metrics but nothing says how prometheus-adapter gets them.
+
+    A warning, not a failure: the adapter lives outside the stack (often another team's Helm release) and
+    may already publish these metrics; kvstack cannot see the cluster. But an undeclared wiring is the
+    usual way an HPA ends up with ``<unknown>`` targets, so it must not pass silently.
+    """
+    custom: list[str] = []
+    for hpa in _kind(bodies, "HorizontalPodAutoscaler"):
+        spec = hpa.get("spec") or {}
+        if not _targets_deployment(spec.get("scaleTargetRef") or {}, deployment):
+            continue
+        for metric in spec.get("metrics") or []:
+            if metric.get("type") == "Pods":
+                custom.append(str(((metric.get("pods") or {}).get("metric") or {}).get("name")))
+    if not custom:
+        return []
+    adapters = [
+        cm
+        for cm in _kind(bodies, "ConfigMap")
+        if ((cm.get("metadata") or {}).get("annotations") or {}).get(_ADAPTER_ANNOTATION[0])
+        == _ADAPTER_ANNOTATION[1]
+    ]
+    metrics = ", ".join(custom)
+    if not adapters:
+        return [
+            Finding(
+                "adapter",
+                "warn",
+                f"the HPA reads custom metrics {metrics} but no prometheus-adapter rules are among the "
+                "manifests: make sure the adapter publishes them (docs/infra.md, 'Autoscaling with HPA')",
+            )
+        ]
+    out = []
+    for cm in adapters:
+        meta = cm.get("metadata") or {}
+        wiring = (meta.get("annotations") or {}).get(_ADAPTER_WIRING_ANNOTATION, "undeclared")
+        if wiring in ADAPTER_WIRINGS:
+            out.append(_ok("adapter", f"prometheus-adapter gets the rules for {metrics} via {wiring}"))
+        else:
+            out.append(
+                Finding(
+                    "adapter",
+                    "warn",
+                    f"the HPA scales on {metrics}, which only prometheus-adapter publishes, but "
+                    "kvstack:monitoring.adapter_wiring is undeclared: nothing mounts "
+                    f"{_name(cm)} in {meta.get('namespace')}. Feed the stack output adapter_rules_values "
+                    "to the chart's rules.custom (adapter_wiring: helm_values) or set the chart's "
+                    f"rules.existing={meta.get('name')} (adapter_wiring: existing_configmap); "
+                    "docs/infra.md, 'Autoscaling with HPA: wiring prometheus-adapter'",
+                )
+            )
+    return out
+
+
 def lint(bodies: Sequence[dict[str, Any]]) -> list[Finding]:
     """Every finding for a set of manifests."""
     found = _workload(bodies)
@@ -494,6 +558,7 @@ def lint(bodies: Sequence[dict[str, Any]]) -> list[Finding]:
         *check_service_links(deployment),
         *check_monitoring(bodies, deployment, container),
         *check_autoscaling(bodies, deployment),
+        *check_adapter_wiring(bodies, deployment),
     ]
 
 

@@ -58,8 +58,21 @@ def _path(parts: Iterable[Any]) -> str:
     return ".".join(str(p) for p in parts) or "<root>"
 
 
+FIRST_ERROR_ONLY_NOTE = (
+    "kubernetes-validate stops at the first error of each object (per Kubernetes version): fix the "
+    "ones shown and lint again to see any further errors of the same objects"
+)
+"""Its only API, ``kubernetes_validate.validate``, raises the first error; it has no iter/all-errors call."""
+
+
+def is_builtin_problem(problem: SchemaProblem) -> bool:
+    """A problem found by kubernetes-validate (the ones capped at one per object and version)."""
+    return problem.against.startswith("kubernetes ")
+
+
 def validate_builtin(body: dict[str, Any], version: str) -> list[str]:
-    """Problems of a built-in kind against Kubernetes ``version`` (strict)."""
+    """Problems of a built-in kind against Kubernetes ``version`` (strict): at most one, see
+    :data:`FIRST_ERROR_ONLY_NOTE`. Custom resources (pydantic) and the adapter config report every error."""
     kv = importlib.import_module("kubernetes_validate")
     try:
         kv.validate(body, version, strict=True)

@@ -23,6 +23,7 @@ from infra.capacity import (
 )
 from infra.config import ConfigError, Issue, StackConfig
 from infra.manifests import Manifest, build_manifests
+from infra.manifests.monitoring import adapter_rules_values
 from infra.manifests.names import names_of
 from infra.manifests.workload import vllm_args
 
@@ -98,9 +99,16 @@ def stack_outputs(config: StackConfig, manifests: list[Manifest], est: CapacityE
         }
         if scaling.mode == "keda":
             autoscaling["cooldown_period_seconds"] = scaling.keda_cooldown_period_seconds
+            if scaling.keda_fallback.enabled:
+                autoscaling["fallback"] = {
+                    "failure_threshold": scaling.keda_fallback.failure_threshold,
+                    "replicas": scaling.fallback_replicas,
+                }
+        if scaling.mode == "hpa":
+            autoscaling["adapter_wiring"] = config.monitoring.adapter_wiring
     else:
         autoscaling |= {"min_replicas": config.rollout.replicas, "max_replicas": config.rollout.replicas}
-    return {
+    outputs: dict[str, Any] = {
         "namespace": config.namespace,
         "endpoint": endpoint,
         "completions_url": f"{endpoint}/v1/completions",
@@ -114,6 +122,11 @@ def stack_outputs(config: StackConfig, manifests: list[Manifest], est: CapacityE
         "dashboard_uids": dict(DASHBOARD_UIDS) if config.monitoring.dashboards else {},
         "capacity": {**est.as_output(), "min_concurrency": config.capacity.min_concurrency},
     }
+    adapter_values = adapter_rules_values(config)
+    if adapter_values is not None:
+        # `pulumi stack output adapter_rules_values --json` -> the prometheus-adapter chart's values
+        outputs["adapter_rules_values"] = adapter_values
+    return outputs
 
 
 @dataclass(frozen=True)

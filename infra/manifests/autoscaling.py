@@ -66,8 +66,49 @@ def horizontal_pod_autoscaler(config: StackConfig) -> dict[str, Any]:
     }
 
 
+FALLBACK_METRIC_TYPE = "AverageValue"
+"""KEDA applies ``spec.fallback`` only to triggers of this metricType (cpu/memory triggers never)."""
+
+
+def fallback(config: StackConfig, triggers: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """``spec.fallback``: after ``failure_threshold`` failed polls (series absent while pods load, Prometheus
+    down), KEDA holds ``fallback_replicas`` instead of erroring. None when disabled."""
+    spec = config.scaling.keda_fallback
+    if not spec.enabled:
+        return None
+    for trigger in triggers:
+        if trigger.get("metricType", FALLBACK_METRIC_TYPE) != FALLBACK_METRIC_TYPE or trigger.get("type") in {
+            "cpu",
+            "memory",
+        }:
+            raise ValueError(
+                f"KEDA fallback needs metricType {FALLBACK_METRIC_TYPE} on every trigger; "
+                f"trigger {trigger.get('name')!r} has {trigger.get('metricType')!r} ({trigger.get('type')})"
+            )
+    return {"failureThreshold": spec.failure_threshold, "replicas": config.scaling.fallback_replicas}
+
+
 def scaled_object(config: StackConfig) -> dict[str, Any]:
     scaling = config.scaling
+    triggers = keda_triggers(
+        prometheus_address=scaling.prometheus_address,
+        namespace=config.namespace,
+        app_label=names_of(config).deployment,
+        queue_target=scaling.queue_target,
+        kv_cache_target=scaling.kv_cache_target,
+    )
+    spec: dict[str, Any] = {
+        "scaleTargetRef": _target_ref(config),
+        "minReplicaCount": scaling.min_replicas,
+        "maxReplicaCount": scaling.max_replicas,
+        "pollingInterval": scaling.keda_polling_interval_seconds,
+        "cooldownPeriod": scaling.keda_cooldown_period_seconds,
+        "advanced": {"horizontalPodAutoscalerConfig": {"behavior": behavior(config)}},
+    }
+    fb = fallback(config, triggers)
+    if fb is not None:
+        spec["fallback"] = fb
+    spec["triggers"] = triggers
     return {
         "apiVersion": "keda.sh/v1alpha1",
         "kind": "ScaledObject",
@@ -76,21 +117,7 @@ def scaled_object(config: StackConfig) -> dict[str, Any]:
             "namespace": config.namespace,
             "labels": common_labels(config),
         },
-        "spec": {
-            "scaleTargetRef": _target_ref(config),
-            "minReplicaCount": scaling.min_replicas,
-            "maxReplicaCount": scaling.max_replicas,
-            "pollingInterval": scaling.keda_polling_interval_seconds,
-            "cooldownPeriod": scaling.keda_cooldown_period_seconds,
-            "advanced": {"horizontalPodAutoscalerConfig": {"behavior": behavior(config)}},
-            "triggers": keda_triggers(
-                prometheus_address=scaling.prometheus_address,
-                namespace=config.namespace,
-                app_label=names_of(config).deployment,
-                queue_target=scaling.queue_target,
-                kv_cache_target=scaling.kv_cache_target,
-            ),
-        },
+        "spec": spec,
     }
 
 

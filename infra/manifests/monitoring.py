@@ -21,6 +21,8 @@ CONFIGMAP_LIMIT_BYTES = 1024 * 1024  # etcd's object limit; a dashboard must fit
 ADAPTER_CONFIG_KEY = "config.yaml"
 ADAPTER_ANNOTATION = "kvstack.dev/config"
 ADAPTER_ANNOTATION_VALUE = "prometheus-adapter"
+ADAPTER_WIRING_ANNOTATION = "kvstack.dev/adapter-wiring"
+"""On the adapter rules ConfigMap: ``monitoring.adapter_wiring``, so that lint can warn on rendered files."""
 
 
 def scrape_job(config: StackConfig) -> str:
@@ -127,11 +129,28 @@ def dashboard_configmaps(config: StackConfig) -> list[dict[str, Any]]:
     return out
 
 
+def adapter_rules_values(config: StackConfig) -> dict[str, Any] | None:
+    """The rules as values of the prometheus-community/prometheus-adapter Helm chart (``rules.custom``).
+
+    Exported as the stack output ``adapter_rules_values`` (``hpa`` mode only)::
+
+        pulumi stack output adapter_rules_values --json > adapter-rules.json
+        helm upgrade prometheus-adapter prometheus-community/prometheus-adapter -n monitoring \\
+          --reuse-values -f adapter-rules.json
+
+    ``rules.default`` is left alone: the chart's default rules publish other names and do not collide.
+    """
+    if config.scaling.mode != "hpa":
+        return None
+    return {"rules": {"custom": prometheus_adapter_rules()["rules"]}}
+
+
 def adapter_configmap(config: StackConfig) -> dict[str, Any] | None:
     """prometheus-adapter's rules (``config.yaml``) publishing per-pod KV-cache usage and queue depth.
 
-    Only for ``scaling.mode: hpa``; point the adapter at it (``--config=/etc/adapter/config.yaml``) or
-    name it like the adapter's own ConfigMap (``monitoring.adapter_configmap``).
+    Only for ``scaling.mode: hpa``. Nothing mounts it by itself: with ``monitoring.adapter_wiring:
+    existing_configmap`` the chart's ``rules.existing`` names it (in the adapter's namespace); with
+    ``helm_values`` the chart gets the same rules from the stack output (:func:`adapter_rules_values`).
     """
     if config.scaling.mode != "hpa":
         return None
@@ -144,7 +163,10 @@ def adapter_configmap(config: StackConfig) -> dict[str, Any] | None:
             "namespace": mon.adapter_namespace,
             "labels": common_labels(config),
             # lets `kvstack lint --manifests DIR` find and check it among the rendered files
-            "annotations": {ADAPTER_ANNOTATION: ADAPTER_ANNOTATION_VALUE},
+            "annotations": {
+                ADAPTER_ANNOTATION: ADAPTER_ANNOTATION_VALUE,
+                ADAPTER_WIRING_ANNOTATION: mon.adapter_wiring,
+            },
         },
         "data": {ADAPTER_CONFIG_KEY: yaml.safe_dump(prometheus_adapter_rules(), sort_keys=False)},
     }

@@ -78,6 +78,42 @@ def test_lint_exits_2_naming_field_and_file(
     assert "kvstack:image.tag" in err
 
 
+def test_lint_warns_until_the_adapter_wiring_is_declared(
+    write_stack: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run("lint", "--stack", "prod", "--project-dir", str(PROJECT_DIR), "--no-schema") == 0
+    out = capsys.readouterr().out
+    assert "WARN  adapter        the HPA scales on vllm_num_requests_waiting" in out
+    assert "all checks passed (1 warning)" in out
+
+    def edit(config: dict[str, Any]) -> None:
+        config["kvstack:monitoring"]["adapter_wiring"] = "helm_values"
+
+    folder = write_stack("wired", edit=edit)
+    assert run("lint", "--stack", "wired", "--project-dir", str(folder), "--no-schema") == 0
+    out = capsys.readouterr().out
+    assert "OK    adapter        prometheus-adapter gets the rules" in out
+    assert "WARN" not in out
+    assert out.rstrip().endswith("all checks passed")
+
+
+def test_lint_says_builtin_schema_errors_stop_at_the_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "rendered"
+    assert run("render", "--stack", "prod", "--project-dir", str(PROJECT_DIR), "--out", str(out)) == 0
+    (path,) = [p for p in out.glob("*.yaml") if "\nkind: Deployment\n" in p.read_text(encoding="utf-8")]
+    body = yaml.safe_load(path.read_text(encoding="utf-8"))
+    container = body["spec"]["template"]["spec"]["containers"][0]
+    container["gpus"], container["cpus"] = 1, 2  # two errors: kubernetes-validate names only the first
+    path.write_text(yaml.safe_dump(body), encoding="utf-8")
+    capsys.readouterr()
+    assert run("lint", "--manifests", str(out), "--kube-version", "1.34") == 1
+    text = capsys.readouterr().out
+    assert text.count("FAIL  schema") == 1
+    assert "NOTE  schema         kubernetes-validate stops at the first error of each object" in text
+
+
 def test_lint_reports_capacity_below_floor(
     write_stack: Callable[..., Path], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -139,6 +139,24 @@ BAD_CONFIGS: list[tuple[str, Edit, str, str]] = [
     ),
     ("unknown-scaling-mode", _set("scaling", mode="vpa"), "kvstack:scaling.mode", "'hpa', 'keda' or 'none'"),
     (
+        "keda-fallback-above-max",
+        _set("scaling", mode="keda", keda_fallback={"replicas": 9}),
+        "kvstack:scaling.keda_fallback.replicas",
+        "9 is outside scaling.min_replicas..max_replicas (2..8)",
+    ),
+    (
+        "keda-fallback-threshold-zero",
+        _set("scaling", mode="keda", keda_fallback={"failure_threshold": 0}),
+        "kvstack:scaling.keda_fallback.failure_threshold",
+        "greater than or equal to 1",
+    ),
+    (
+        "unknown-adapter-wiring",
+        _set("monitoring", adapter_wiring="manual"),
+        "kvstack:monitoring.adapter_wiring",
+        "'undeclared', 'helm_values' or 'existing_configmap'",
+    ),
+    (
         "tp-not-gpu-count",
         _set("engine", tensor_parallel_size=2),
         "kvstack:engine.tensor_parallel_size",

@@ -158,15 +158,44 @@ CASCADES = {"service": ("monitoring",)}
 def test_example_stacks_pass(stack: str) -> None:
     findings = lint(_bodies(stack))
     assert failed(findings) == []
-    assert {f.check for f in findings} == {
-        "vllm-args",
-        "gpu",
-        "probes",
-        "service",
-        "service-links",
-        "monitoring",
-        "autoscaling",
-    }
+    checks = {"vllm-args", "gpu", "probes", "service", "service-links", "monitoring", "autoscaling"}
+    # prod's HPA needs prometheus-adapter: the adapter check runs (and warns: the wiring is undeclared)
+    assert {f.check for f in findings} == checks | ({"adapter"} if stack == "prod" else set())
+
+
+def _adapter(bodies: Bodies) -> dict[str, Any]:
+    return next(b for b in bodies if b["kind"] == "ConfigMap" and "config.yaml" in b["data"])
+
+
+def test_undeclared_adapter_wiring_warns_without_failing() -> None:
+    bodies = _bodies("prod")
+    findings = lint(bodies)
+    (warning,) = [f for f in findings if f.check == "adapter"]
+    assert warning.status == "warn"
+    assert not warning.failed
+    assert str(warning).startswith("WARN  adapter")
+    for words in ("vllm_num_requests_waiting", "adapter_rules_values", "rules.existing=vllm-adapter-rules"):
+        assert words in warning.message
+
+
+@pytest.mark.parametrize("wiring", ["helm_values", "existing_configmap"])
+def test_declared_adapter_wiring_is_ok(wiring: str) -> None:
+    bodies = _bodies("prod")
+    _adapter(bodies)["metadata"]["annotations"]["kvstack.dev/adapter-wiring"] = wiring
+    (finding,) = [f for f in lint(bodies) if f.check == "adapter"]
+    assert finding.status == "ok"
+    assert wiring in finding.message
+
+
+def test_hpa_without_adapter_rules_among_the_manifests_warns() -> None:
+    bodies = [b for b in _bodies("prod") if "config.yaml" not in (b.get("data") or {})]
+    (finding,) = [f for f in lint(bodies) if f.check == "adapter"]
+    assert finding.status == "warn"
+    assert "no prometheus-adapter rules are among the manifests" in finding.message
+
+
+def test_keda_needs_no_adapter() -> None:
+    assert not [f for f in lint(_bodies("dev")) if f.check == "adapter"]
 
 
 @pytest.mark.parametrize(

@@ -285,3 +285,60 @@ def test_derived_names_stay_within_63_characters() -> None:
     )
     with pytest.raises(NameTooLongError, match="shorten kvstack:name"):
         Names("a" * 50).dashboard_configmap("kvstack-kv-capacity.json")
+
+
+def _keda_config(**fallback: Any) -> StackConfig:
+    config = example_config("dev")
+    scaling = config.scaling.model_copy(
+        update={
+            "min_replicas": 2,
+            "max_replicas": 6,
+            "keda_fallback": config.scaling.keda_fallback.model_copy(update=fallback),
+        }
+    )
+    return config.model_copy(update={"scaling": scaling})
+
+
+def _scaled_object(config: StackConfig) -> dict[str, Any]:
+    return next(m.body for m in build_manifests(config) if m.kind == "ScaledObject")
+
+
+def test_keda_fallback_defaults_to_min_replicas_and_fits_the_crd() -> None:
+    spec = _one("dev", "ScaledObject")["spec"]
+    assert spec["fallback"] == {"failureThreshold": 3, "replicas": 1}
+    # KEDA only honours fallback for AverageValue triggers
+    assert {t["metricType"] for t in spec["triggers"]} == {"AverageValue"}
+    body = _scaled_object(_keda_config(failure_threshold=5))
+    assert body["spec"]["fallback"] == {"failureThreshold": 5, "replicas": 2}
+    assert validate(body) == []  # cloudcoil's KEDA model, unknown fields included
+    body = _scaled_object(_keda_config(replicas=4))
+    assert body["spec"]["fallback"] == {"failureThreshold": 3, "replicas": 4}
+    assert validate(body) == []
+    assert "fallback" not in _scaled_object(_keda_config(enabled=False))["spec"]
+    broken = copy.deepcopy(body)
+    broken["spec"]["fallback"]["failureTreshold"] = 3
+    assert [p.message for p in validate(broken)] == [
+        "spec.fallback.failureTreshold: field not in the CRD schema"
+    ]
+
+
+def test_keda_fallback_refuses_a_trigger_that_is_not_average_value() -> None:
+    from infra.manifests.autoscaling import fallback
+
+    triggers = [{"type": "prometheus", "name": "q", "metricType": "Value"}]
+    with pytest.raises(ValueError, match="metricType AverageValue"):
+        fallback(_keda_config(), triggers)
+    with pytest.raises(ValueError, match="metricType AverageValue"):
+        fallback(_keda_config(), [{"type": "cpu", "name": "cpu", "metricType": "AverageValue"}])
+
+
+def test_adapter_rules_values_are_the_chart_values() -> None:
+    plan = example_plan("prod")
+    values = plan.outputs["adapter_rules_values"]
+    assert values == {"rules": {"custom": prometheus_adapter_rules()["rules"]}}
+    assert validate_adapter_config({"rules": values["rules"]["custom"]}) == []
+    assert plan.outputs["autoscaling"]["adapter_wiring"] == "undeclared"
+    assert "adapter_rules_values" not in example_plan("dev").outputs
+    assert example_plan("dev").outputs["autoscaling"]["fallback"] == {"failure_threshold": 3, "replicas": 1}
+    (adapter,) = [b for b in _by_kind("prod")["ConfigMap"] if "config.yaml" in b["data"]]
+    assert adapter["metadata"]["annotations"]["kvstack.dev/adapter-wiring"] == "undeclared"
