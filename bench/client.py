@@ -52,8 +52,12 @@ from httpx_aiohttp import AiohttpTransport
 
 from bench.sse import SseTally
 
-# failure kinds that mean the endpoint is gone rather than that one request went wrong
+# failure kinds that can mean the endpoint is gone rather than that one request went wrong
 FATAL_KINDS = frozenset({"connect", "timeout"})
+# of those, the kinds that end the run at once: nothing accepts a connection any more. A timeout can be one
+# slow request among many at high concurrency, so timeouts, like every other failure, end the run only after
+# ``abort_after_consecutive_failures`` failures in a row (a hung server times out every request it has).
+IMMEDIATELY_FATAL_KINDS = frozenset({"connect"})
 
 KEEPALIVE_EXPIRY_S = 4.0  # below uvicorn's (vLLM's) 5 s keep-alive: the client closes idle connections first
 _MAX_ERROR_BODY = 8192
@@ -396,7 +400,7 @@ class EndpointClient:
             return
         self.consecutive_failures += 1
         if self.down_reason is None and (
-            out.error_kind in FATAL_KINDS or self.consecutive_failures >= self._abort_after
+            out.error_kind in IMMEDIATELY_FATAL_KINDS or self.consecutive_failures >= self._abort_after
         ):
             self.down_reason = f"{out.error} (phase {out.phase})"
 

@@ -1,7 +1,8 @@
 """Load generation: send a list of streamed requests with at most N in flight (a semaphore caps them).
 
 The first wave is released together so that "all at once" means at once. When the client declares the
-endpoint down (a connect error, a timeout, or several failures in a row), the requests still in flight are
+endpoint down (a connect error, or ``abort_after_consecutive_failures`` failures in a row, timeouts
+included: one slow request among many does not end the run), the requests still in flight are
 cancelled and ``EndpointError`` is raised, so a dead or hung server ends the run in bounded time.
 """
 

@@ -3,6 +3,13 @@
 Only what the checks cross-check is read: the prefix-cache counters (``vllm:prefix_cache_queries_total``
 and ``vllm:prefix_cache_hits_total``, both in tokens) and the generation-token counter. Series of every
 engine are summed; a model filter keeps other served models out.
+
+Every snapshot also records which server process answered (``backend``): the value of
+``process_start_time_seconds`` (prometheus_client's process collector, in every vLLM exposition that is
+not in multiprocess mode), else the creation times of the prefix-cache counters (``*_created``, set once
+per engine process). Behind a Kubernetes Service with several replicas, two reads of ``/metrics`` can come
+from two pods; their counters cannot be subtracted. ``backends_differ`` and ``CounterDelta.negative`` tell
+such data apart (see docs/bench.md, "Targets with several replicas").
 """
 
 from __future__ import annotations
@@ -15,6 +22,9 @@ PREFIX_QUERIES = "vllm:prefix_cache_queries_total"
 PREFIX_HITS = "vllm:prefix_cache_hits_total"
 GENERATION_TOKENS = "vllm:generation_tokens_total"
 PROMPT_TOKENS = "vllm:prompt_tokens_total"
+PROCESS_START = "process_start_time_seconds"
+# per-process fallbacks when the process collector is absent: when each engine created its counters
+_CREATED = ("vllm:prefix_cache_queries_created", "vllm:prefix_cache_hits_created")
 
 _WANTED = (PREFIX_QUERIES, PREFIX_HITS, GENERATION_TOKENS, PROMPT_TOKENS)
 
@@ -27,6 +37,7 @@ class CounterSnapshot:
     prefix_hits: float | None
     generation_tokens: float | None
     prompt_tokens: float | None
+    backend: str | None = None  # which server process answered; None when the exposition does not say
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +46,17 @@ class CounterDelta:
     prefix_hits: float | None
     generation_tokens: float | None
     prompt_tokens: float | None
+
+    @property
+    def negative(self) -> list[str]:
+        """Names of the counters that went down: impossible on one process (a restart or another pod)."""
+        values = {
+            PREFIX_QUERIES: self.prefix_queries,
+            PREFIX_HITS: self.prefix_hits,
+            GENERATION_TOKENS: self.generation_tokens,
+            PROMPT_TOKENS: self.prompt_tokens,
+        }
+        return [name for name, value in values.items() if value is not None and value < 0]
 
     @property
     def prefix_hit_rate(self) -> float | None:
@@ -46,19 +68,41 @@ class CounterDelta:
 def parse_counters(text: str, model_name: str | None = None) -> CounterSnapshot:
     """Sum the wanted counters over engines. Raises ``ValueError`` on text that is not an exposition."""
     sums: dict[str, float] = {}
+    start: float | None = None
+    created: list[str] = []
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if sample.name not in _WANTED:
+            if sample.name == PROCESS_START and start is None:
+                start = float(sample.value)
+                continue
+            if sample.name not in _WANTED and sample.name not in _CREATED:
                 continue
             if model_name is not None and sample.labels.get("model_name", model_name) != model_name:
                 continue
+            if sample.name in _CREATED:
+                engine = sample.labels.get("engine", "")
+                created.append(f"{sample.name}{{engine={engine}}}={float(sample.value)!r}")
+                continue
             sums[sample.name] = sums.get(sample.name, 0.0) + float(sample.value)
+    backend: str | None
+    if start is not None:
+        backend = f"{PROCESS_START}={start!r}"
+    elif created:
+        backend = ",".join(sorted(created))
+    else:
+        backend = None
     return CounterSnapshot(
         prefix_queries=sums.get(PREFIX_QUERIES),
         prefix_hits=sums.get(PREFIX_HITS),
         generation_tokens=sums.get(GENERATION_TOKENS),
         prompt_tokens=sums.get(PROMPT_TOKENS),
+        backend=backend,
     )
+
+
+def backends_differ(snapshots: list[CounterSnapshot]) -> bool:
+    """True when the snapshots name more than one server process (those that name none are ignored)."""
+    return len({s.backend for s in snapshots if s.backend is not None}) > 1
 
 
 def _sub(after: float | None, before: float | None) -> float | None:

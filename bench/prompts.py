@@ -134,7 +134,11 @@ def suffix_text(seed: int, units: int) -> str:
 
 
 def distinct_prompt(index: int, units: int, seed: int, nonce: str) -> str:
-    """One of a set of distinct prompts (load phases): its own nonce, topic and sentences."""
+    """One of a set of distinct prompts (load phases): ``nonce`` first, then its own topic and sentences.
+
+    Pass a fresh ``new_nonce()`` for every prompt: the opening after the nonce is the same for all, so
+    prompts sharing a nonce would share their first KV block (about 14 tokens of it) in the prefix cache.
+    """
     rng = random.Random(f"prompt:{seed}:{index}")
     body = " ".join(_sentence(rng) for _ in range(max(1, units)))
     return f"{nonce_header(nonce)}Write a short report about the {rng.choice(_NOUNS)}. {body}\nReport:"

@@ -2,9 +2,11 @@
 
 Output length is fixed (``ignore_eos`` + ``max_tokens``) and output tokens are counted from the server's
 usage chunks, so the two phases do the same work and the ratio of their tokens/s is the batching gain.
-The phases use different nonces: the all-at-once prompts must not find the one-at-a-time prompts in the
-prefix cache. The sweep runs ``rounds x level`` requests at each level with at most ``level`` in flight and
-reports throughput, TTFT, TPOT, ITL and end-to-end latency per level, and the knee: the first level where
+Every prompt of every phase and sweep level starts with its own fresh nonce (``new_nonce()`` per prompt),
+so no two prompts share a cacheable first block: the all-at-once prompts must not find the one-at-a-time
+prompts in the prefix cache, nor each other (their common opening words come after the nonce).
+The sweep runs ``rounds x level`` requests at each level with at most ``level`` in flight and reports
+throughput, TTFT, TPOT, ITL and end-to-end latency per level, and the knee: the first level where
 latency grew by a larger factor than throughput.
 """
 
@@ -97,11 +99,13 @@ def sweep_summary(levels: list[PhaseFigures]) -> tuple[int | None, str, float | 
 
 
 def _requests(ctx: RunContext, phase: str, count: int, units: int, output_tokens: int) -> list[StreamRequest]:
-    nonce = new_nonce()
+    """``count`` requests, each prompt with its own nonce at its very start (see the module docstring)."""
     return [
         StreamRequest(
             "/v1/completions",
-            completion_payload(ctx.model, distinct_prompt(i, units, ctx.config.seed, nonce), output_tokens),
+            completion_payload(
+                ctx.model, distinct_prompt(i, units, ctx.config.seed, new_nonce()), output_tokens
+            ),
             phase,
         )
         for i in range(count)

@@ -8,12 +8,19 @@ of the tokens the warm requests could reuse (whole blocks of the shared prefix).
 what makes the check fail on a server started with ``--no-enable-prefix-caching``, where the TTFT ratio
 alone can drift above 1.05 by chance on a busy CPU.
 
+The counters are read before, between and after the pairs, and each read records which server process
+answered (``bench.metrics``). When the reads come from more than one process, or a counter went down, the
+endpoint is several replicas behind one Service: cold and warm requests may have landed on different pods
+and the counter delta means nothing, so the run is reported as not measurable (``EndpointError``, exit 2)
+rather than judged on that data.
+
 Then the same measurement at the prefix lengths typical of the use cases where caching pays (system
 prompt, few-shot examples, RAG context, multi-turn chat), reported, not gated.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 from pydantic import BaseModel
@@ -23,7 +30,13 @@ from bench.client import EndpointError, RequestOutcome
 from bench.config import UseCase
 from bench.discovery import count_tokens, fetch_metrics, fit_units
 from bench.load import completion_payload
-from bench.metrics import CounterDelta, CounterSnapshot, counter_delta, parse_counters
+from bench.metrics import (
+    CounterDelta,
+    CounterSnapshot,
+    backends_differ,
+    counter_delta,
+    parse_counters,
+)
 from bench.prompts import estimate_tokens, new_nonce, nonce_header, shaped_text, suffix_text
 from bench.report import CheckResult, Verdict
 from bench.stats import median
@@ -82,6 +95,27 @@ def expected_cached_tokens(
     return (max(prefix_tokens - 1, 0) // block_size) * block_size * warm_requests
 
 
+def replica_problem(
+    endpoint: str, snapshots: list[CounterSnapshot], delta: CounterDelta | None
+) -> str | None:
+    """Why the counter reads of one run cannot be trusted, or ``None``: pure.
+
+    ``snapshots``: every read of the run, in order; ``delta``: after minus before.
+    """
+    evidence: list[str] = []
+    if backends_differ(snapshots):
+        seen = list(dict.fromkeys(s.backend for s in snapshots if s.backend is not None))
+        evidence.append(f"/metrics was answered by {len(seen)} processes ({'; '.join(seen)})")
+    if delta is not None and delta.negative:
+        evidence.append(f"counters went down between two reads: {', '.join(delta.negative)}")
+    if not evidence:
+        return None
+    return (
+        f"several vLLM processes answer behind {endpoint} (a Service with more than one replica?): "
+        f"point verify at one pod, e.g. kubectl port-forward pod/<name> 8000 [{'; '.join(evidence)}]"
+    )
+
+
 def judge_prefix(
     *,
     speedup: float | None,
@@ -133,9 +167,20 @@ def _suffix_units(suffix_tokens: int) -> int:
 
 
 async def _pairs(
-    ctx: RunContext, shape: str, units: int, *, count: int, phase: str, title: str
+    ctx: RunContext,
+    shape: str,
+    units: int,
+    *,
+    count: int,
+    phase: str,
+    title: str,
+    scrapes: list[CounterSnapshot] | None = None,
 ) -> tuple[list[tuple[RequestOutcome, RequestOutcome]], int, str]:
-    """Run ``count`` cold/warm pairs; returns (valid pairs, failed pairs, one actual prefix)."""
+    """Run ``count`` cold/warm pairs; returns (valid pairs, failed pairs, one actual prefix).
+
+    With ``scrapes``, ``/metrics`` is read after every pair but the last and the reads appended (to tell
+    whether one process answers them all).
+    """
     cfg = ctx.config.prefix
     body = shaped_text(shape, units, ctx.config.seed)
     bar = ctx.display.phase(title, 2 * count)
@@ -161,6 +206,8 @@ async def _pairs(
                 bar.advance()
                 if ctx.client.endpoint_down:
                     raise EndpointError(f"endpoint down: {ctx.client.down_reason}")
+            if scrapes is not None and i < count - 1 and (snap := await _scrape(ctx)) is not None:
+                scrapes.append(snap)
             cold, warm = outs
             if cold.ok and warm.ok and cold.ttft is not None and warm.ttft is not None:
                 valid.append((cold, warm))
@@ -255,11 +302,27 @@ async def run(ctx: RunContext) -> CheckResult:
     units, _ = await _fit(ctx, MAIN_SHAPE, target)
 
     before = await _scrape(ctx)
+    scrapes: list[CounterSnapshot] = []
+    if ctx.metrics_text is not None:  # the read of discovery: one more sample of who answers
+        with contextlib.suppress(ValueError):
+            scrapes.append(parse_counters(ctx.metrics_text, ctx.model))
+    if before is not None:
+        scrapes.append(before)
     pairs, failed, sample_prefix = await _pairs(
-        ctx, MAIN_SHAPE, units, count=cfg.pairs, phase="prefix", title="prefix caching: cold/warm pairs"
+        ctx,
+        MAIN_SHAPE,
+        units,
+        count=cfg.pairs,
+        phase="prefix",
+        title="prefix caching: cold/warm pairs",
+        scrapes=scrapes if before is not None else None,
     )
     after = await _scrape(ctx)
+    if after is not None:
+        scrapes.append(after)
     delta: CounterDelta | None = counter_delta(before, after) if before and after else None
+    if (problem := replica_problem(ctx.config.endpoint, scrapes, delta)) is not None:
+        raise EndpointError(problem)
 
     prefix_tokens: int | None = None
     if sample_prefix:

@@ -7,6 +7,8 @@ Run as a script (``python fake_vllm.py MODE [--die-after N]``); it prints ``PORT
   a step costs a little more per request) and prefix caching (blocks of 16 words, hashed from the first
   word, counted in ``vllm:prefix_cache_*``). Words are tokens.
 - ``no-cache``: the same engine with prefix caching off (``--no-enable-prefix-caching``).
+- ``replicas``: two such engines behind one port, as a Kubernetes Service with two replicas: completions
+  and ``/metrics`` reads go to them in turn, each read showing its own ``process_start_time_seconds``.
 - ``http500`` / ``http400``: completions and chat answer with a vLLM-shaped error.
 - ``hang``: accepts TCP connections and never answers anything.
 - ``hang-completions``: discovery works, completions accept the request and never answer.
@@ -15,6 +17,7 @@ Run as a script (``python fake_vllm.py MODE [--die-after N]``); it prints ``PORT
 - ``truncated``: streams end cleanly but without ``data: [DONE]`` and without usage.
 - ``cut``: streams stop after a few tokens and the connection is dropped mid-body.
 - ``--die-after N``: the process exits (as if killed) in the middle of its N-th completion stream.
+- ``--hang-request N``: the N-th completion request is accepted and never answered (the others are).
 """
 
 from __future__ import annotations
@@ -97,7 +100,7 @@ class Engine:
             self.running.remove(q)
 
 
-def metrics_text(engine: Engine) -> str:
+def metrics_text(engine: Engine, started: float) -> str:
     labels = (
         f'block_size="{BLOCK}",cache_dtype="auto",enable_prefix_caching="{engine.caching}",engine="0",'
         f'kv_cache_max_concurrency="{NUM_BLOCKS * BLOCK / MAX_MODEL_LEN}",kv_cache_memory_bytes="None",'
@@ -105,6 +108,9 @@ def metrics_text(engine: Engine) -> str:
     )
     m = f'engine="0",model_name="{MODEL}"'
     return (
+        "# HELP process_start_time_seconds Start time of the process since unix epoch in seconds.\n"
+        "# TYPE process_start_time_seconds gauge\n"
+        f"process_start_time_seconds {started!r}\n"
         "# HELP vllm:cache_config_info Information of the LLMEngine CacheConfig\n"
         "# TYPE vllm:cache_config_info gauge\n"
         f"vllm:cache_config_info{{{labels}}} 1.0\n"
@@ -127,11 +133,15 @@ def error_json(status: int, message: str) -> web.Response:
 
 
 class FakeVllm:
-    def __init__(self, mode: str, die_after: int | None) -> None:
+    def __init__(self, mode: str, die_after: int | None, hang_request: int | None = None) -> None:
         self.mode = mode
         self.die_after = die_after
-        self.engine = Engine(caching=mode != "no-cache")
+        self.hang_request = hang_request
+        replicas = 2 if mode == "replicas" else 1
+        self.engines = [Engine(caching=mode != "no-cache") for _ in range(replicas)]
+        self.started = [time.time() - 100.0 * r for r in range(replicas)]
         self.generate_calls = 0
+        self.metrics_calls = 0
 
     async def models(self, _: web.Request) -> web.Response:
         return web.json_response(
@@ -145,7 +155,11 @@ class FakeVllm:
         return web.json_response({"version": "0.0.0-fake"})
 
     async def metrics(self, _: web.Request) -> web.Response:
-        return web.Response(text=metrics_text(self.engine), content_type="text/plain")
+        replica = self.metrics_calls % len(self.engines)
+        self.metrics_calls += 1
+        return web.Response(
+            text=metrics_text(self.engines[replica], self.started[replica]), content_type="text/plain"
+        )
 
     async def tokenize(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -164,11 +178,12 @@ class FakeVllm:
         body: dict[str, Any] = await request.json()
         self.generate_calls += 1
         number = self.generate_calls
+        engine = self.engines[number % len(self.engines)]
         if self.mode == "http500":
             return error_json(500, "EngineCore encountered an issue")
         if self.mode == "http400":
             return error_json(400, "This model's maximum context length is 2048 tokens")
-        if self.mode == "hang-completions":
+        if self.mode == "hang-completions" or number == self.hang_request:
             await asyncio.sleep(3600)
         prompt = (
             " ".join(str(m.get("content", "")) for m in body.get("messages", []))
@@ -181,15 +196,15 @@ class FakeVllm:
             return error_json(400, f"This model's maximum context length is {MAX_MODEL_LEN} tokens")
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8"})
         await resp.prepare(request)
-        await self.engine.prefill(words)
-        queue = self.engine.join()
+        await engine.prefill(words)
+        queue = engine.join()
         malformed = self.mode == "malformed" or (
             self.mode == "malformed-load" and bool(body.get("ignore_eos"))
         )
         try:
             for i in range(max_tokens):
                 await queue.get()
-                self.engine.generated += 1
+                engine.generated += 1
                 if self.die_after is not None and number >= self.die_after and i >= 2:
                     os._exit(1)
                 if self.mode == "cut" and i == 3:
@@ -210,7 +225,7 @@ class FakeVllm:
                 data = "{not json" if malformed else json.dumps(event, separators=(",", ":"))
                 await resp.write(f"data: {data}\n\n".encode())
         finally:
-            self.engine.leave(queue)
+            engine.leave(queue)
         if self.mode != "truncated":
             usage = {
                 "prompt_tokens": len(words),
@@ -244,11 +259,11 @@ async def serve_hang() -> None:
         await server.serve_forever()
 
 
-async def serve(mode: str, die_after: int | None) -> None:
+async def serve(mode: str, die_after: int | None, hang_request: int | None) -> None:
     if mode == "hang":
         await serve_hang()
         return
-    fake = FakeVllm(mode, die_after)
+    fake = FakeVllm(mode, die_after, hang_request)
     app = web.Application()
     app.router.add_get("/v1/models", fake.models)
     app.router.add_get("/version", fake.version)
@@ -265,12 +280,13 @@ async def serve(mode: str, die_after: int | None) -> None:
     assert isinstance(server, asyncio.base_events.Server)
     print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
     started = time.monotonic()
-    engine_task = asyncio.create_task(fake.engine.run())
+    engine_tasks = [asyncio.create_task(engine.run()) for engine in fake.engines]
     try:
         while time.monotonic() - started < 3600:  # a forgotten fake ends by itself
             await asyncio.sleep(1)
     finally:
-        engine_task.cancel()
+        for task in engine_tasks:
+            task.cancel()
         await runner.cleanup()
 
 
@@ -278,8 +294,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("mode")
     parser.add_argument("--die-after", type=int)
+    parser.add_argument("--hang-request", type=int)
     args = parser.parse_args()
-    asyncio.run(serve(args.mode, args.die_after))
+    asyncio.run(serve(args.mode, args.die_after, args.hang_request))
 
 
 if __name__ == "__main__":

