@@ -7,7 +7,6 @@ field and the file.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -222,19 +221,24 @@ def _format_validation_error(exc: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
-def read_config_file(path: Path) -> dict[str, Any]:
-    """Read a YAML config file into a dict (not yet validated)."""
+def _read_mapping(path: Path, expected: str) -> dict[str, Any]:
+    """A YAML (hence also JSON) file whose top level is a mapping; errors name the file."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        raise ConfigError(f"{path}: not valid {expected}: {exc}") from exc
     if raw is None:
         return {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping, got {type(raw).__name__}")
     return raw
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Read a YAML config file into a dict (not yet validated)."""
+    return _read_mapping(path, "YAML")
 
 
 def build_config(
@@ -287,12 +291,5 @@ def from_stack_outputs(outputs: dict[str, Any], source: str = "stack outputs") -
 
 def read_stack_outputs(path: Path) -> dict[str, Any]:
     """Read a JSON file of stack outputs into config values (see :func:`from_stack_outputs`)."""
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: not valid JSON (expected `pulumi stack output --json`): {exc}") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping, got {type(raw).__name__}")
+    raw = _read_mapping(path, "JSON (expected `pulumi stack output --json`)")
     return from_stack_outputs(raw, source=str(path))
