@@ -137,30 +137,28 @@ class SseTally:
             payload = _payload(block)
             if not payload or payload == _DONE:
                 continue
-            try:
-                obj = json.loads(payload)
-            except ValueError:
-                self._set_error("malformed", f"event is not valid JSON: {payload[:120]!r}")
-                continue
-            message = _error_of(obj)
-            if message is not None:
-                self._set_error("server_error", f"server sent an error event: {message}")
-            elif isinstance(obj, dict):
+            obj = self._decode(payload)
+            if isinstance(obj, dict):
                 self._texts.append(_text_of(obj))
 
     def _scan_errors(self, complete: bytes) -> None:
         for block in complete.split(_SEP):
             payload = _payload(block)
-            if not payload or b'"error' not in payload:
-                continue
-            try:
-                obj = json.loads(payload)
-            except ValueError:
-                self._set_error("malformed", f"event is not valid JSON: {payload[:120]!r}")
-                continue
-            message = _error_of(obj)
-            if message is not None:
-                self._set_error("server_error", f"server sent an error event: {message}")
+            if payload and b'"error' in payload:
+                self._decode(payload)
+
+    def _decode(self, payload: bytes) -> object | None:
+        """The event's JSON, or None after recording it as malformed or as a server error event."""
+        try:
+            obj: object = json.loads(payload)
+        except ValueError:
+            self._set_error("malformed", f"event is not valid JSON: {payload[:120]!r}")
+            return None
+        message = _error_of(obj)
+        if message is not None:
+            self._set_error("server_error", f"server sent an error event: {message}")
+            return None
+        return obj
 
     def _set_error(self, kind: str, message: str) -> None:
         if self._error is None:
