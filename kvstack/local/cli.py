@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -105,25 +104,16 @@ def _sayer(console: Console) -> stack.Say:
 
 
 def rich_wait(console: Console) -> stack.Wait:
-    """Like stack.plain_wait, with a live spinner and elapsed time when stdout is a terminal."""
+    """stack.plain_wait, with a live spinner showing the elapsed time when stdout is a terminal."""
+    say = _sayer(console)
     if not console.is_terminal:
-        return stack.plain_wait(_sayer(console))
+        return stack.plain_wait(say)
 
     def wait(
         what: str, deadline_s: float, ready: Callable[[], bool], failed: Callable[[], str | None]
     ) -> None:
-        start = time.monotonic()
         with console.status(f"{what}: waiting") as spinner:
-            while not ready():
-                reason = failed()
-                if reason is not None:
-                    raise stack.StackError(f"{what} failed: {reason}")
-                elapsed = time.monotonic() - start
-                if elapsed > deadline_s:
-                    raise stack.StackError(f"{what} was not ready within {deadline_s:.0f} s")
-                spinner.update(f"{what}: waiting {elapsed:.0f} s (deadline {deadline_s:.0f} s)")
-                time.sleep(0.5)
-        console.print(f"{what}: ready after {time.monotonic() - start:.0f} s")
+            stack.plain_wait(say, tick=spinner.update)(what, deadline_s, ready, failed)
 
     return wait
 

@@ -165,8 +165,9 @@ def prometheus_target_up(record: st.ProcessRecord) -> bool:
     return bool(targets) and all(t.get("health") == "up" for t in targets)
 
 
-def plain_wait(say: Say) -> Wait:
-    """Poll `ready` until it is true, `failed` returns a reason, or the deadline passes."""
+def plain_wait(say: Say, tick: Callable[[str], None] | None = None) -> Wait:
+    """Poll `ready` until it is true, `failed` returns a reason, or the deadline passes. Progress goes
+    to `tick` every poll when given (a live spinner), else to `say` every 15 s (logs, CI)."""
 
     def wait(
         what: str, deadline_s: float, ready: Callable[[], bool], failed: Callable[[], str | None]
@@ -183,8 +184,11 @@ def plain_wait(say: Say) -> Wait:
             elapsed = time.monotonic() - start
             if elapsed > deadline_s:
                 raise StackError(f"{what} was not ready within {deadline_s:.0f} s")
-            if time.monotonic() - last_said >= 15:
-                say(f"{what}: waiting ({elapsed:.0f} s of at most {deadline_s:.0f} s)")
+            progress = f"{what}: waiting ({elapsed:.0f} s of at most {deadline_s:.0f} s)"
+            if tick is not None:
+                tick(progress)
+            elif time.monotonic() - last_said >= 15:
+                say(progress)
                 last_said = time.monotonic()
             time.sleep(0.5)
 
