@@ -59,7 +59,7 @@ types: $(VENV)/.installed
 
 ## dashboards: regenerate the committed dashboard JSON from the generator
 dashboards: $(VENV)/.installed
-	$(BIN)/python -m dashboards.generate
+	$(BIN)/python -m kvstack.monitoring.dashboards.generate
 
 status:
 	$(KVSTACK) local status

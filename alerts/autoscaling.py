@@ -11,7 +11,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from alerts import promql as q
+from kvstack.monitoring.alerts import promql as q
 
 # Custom-metric names the adapter publishes per pod (Kubernetes metric names: no colons).
 KV_CACHE_METRIC = "vllm_kv_cache_usage_perc"

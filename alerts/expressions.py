@@ -19,9 +19,18 @@ from typing import Any, Literal
 
 import yaml
 
-from alerts.autoscaling import keda_triggers, prometheus_adapter_rules, render_adapter_query
-from alerts.rules import KSM_HPA_CURRENT, KSM_HPA_DESIRED, KSM_HPA_MAX
-from alerts.selectors import VectorSelector, expand_recording_rules, vector_selectors, vllm_metric_names
+from kvstack.monitoring.alerts.autoscaling import (
+    keda_triggers,
+    prometheus_adapter_rules,
+    render_adapter_query,
+)
+from kvstack.monitoring.alerts.rules import KSM_HPA_CURRENT, KSM_HPA_DESIRED, KSM_HPA_MAX
+from kvstack.monitoring.alerts.selectors import (
+    VectorSelector,
+    expand_recording_rules,
+    vector_selectors,
+    vllm_metric_names,
+)
 
 RULES_RESOURCE = "kvstack-rules.yaml"
 
@@ -95,7 +104,7 @@ class ShippedExpression:
 
 def committed_rules() -> dict[str, Any]:
     """The committed ``alerts/kvstack-rules.yaml``, parsed (package data)."""
-    text = resources.files("alerts").joinpath(RULES_RESOURCE).read_text(encoding="utf-8")
+    text = resources.files("kvstack.monitoring.alerts").joinpath(RULES_RESOURCE).read_text(encoding="utf-8")
     document = yaml.safe_load(text)
     if not isinstance(document, dict):
         raise TypeError(f"{RULES_RESOURCE} is not a mapping")
@@ -103,7 +112,7 @@ def committed_rules() -> dict[str, Any]:
 
 
 def committed_dashboards() -> dict[str, dict[str, Any]]:
-    from dashboards import dashboard_documents
+    from kvstack.monitoring.dashboards import dashboard_documents
 
     return dashboard_documents()
 

@@ -13,9 +13,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from alerts import promql as q
-from alerts.autoscaling import workload_pod_regex
-from alerts.expressions import EvaluationContext, ShippedExpression
+from kvstack.monitoring.alerts import promql as q
+from kvstack.monitoring.alerts.autoscaling import workload_pod_regex
+from kvstack.monitoring.alerts.expressions import EvaluationContext, ShippedExpression
 
 # Matchers that select an outcome whose series only exists once it happened: the instrumentator creates
 # http_requests_total{status="5xx"} on the first 5xx. A selector with one of these is checked without it

@@ -1,5 +1,5 @@
 """``python -m bench``: run ``kvstack verify`` without the kvstack command (e.g. on a bare GPU image)."""
 
-from bench.cli import main
+from kvstack.bench.cli import main
 
 raise SystemExit(main())

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.config import (
+from kvstack.bench.config import (
     ConfigError,
     VerifyConfig,
     build_config,
@@ -21,8 +21,8 @@ from bench.config import (
     read_config_file,
     read_stack_outputs,
 )
-from bench.console import make_display, render_report, result_console
-from bench.report import EXIT_ERROR
+from kvstack.bench.console import make_display, render_report, result_console
+from kvstack.bench.report import EXIT_ERROR
 
 DEFAULT_OUT = Path("reports/verify")
 API_KEY_ENV = "VLLM_API_KEY"
@@ -191,7 +191,7 @@ def config_from_args(args: argparse.Namespace) -> VerifyConfig:
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    from bench.verify import run_verify
+    from kvstack.bench.verify import run_verify
 
     try:
         config = config_from_args(args)

@@ -50,7 +50,7 @@ import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
-from bench.sse import SseTally
+from kvstack.bench.sse import SseTally
 
 # failure kinds that can mean the endpoint is gone rather than that one request went wrong
 FATAL_KINDS = frozenset({"connect", "timeout"})

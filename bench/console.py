@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from bench.report import Verdict, VerifyReport
+from kvstack.bench.report import Verdict, VerifyReport
 
 
 class Phase(Protocol):

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from bench.client import EndpointClient, EndpointError
-from bench.config import VerifyConfig
-from bench.prompts import estimate_tokens
-from bench.report import ServerInfo
+from kvstack.bench.client import EndpointClient, EndpointError
+from kvstack.bench.config import VerifyConfig
+from kvstack.bench.prompts import estimate_tokens
+from kvstack.bench.report import ServerInfo
 
 
 async def discover(client: EndpointClient, config: VerifyConfig) -> ServerInfo:

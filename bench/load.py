@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.client import EndpointClient, EndpointError, RequestOutcome
+from kvstack.bench.client import EndpointClient, EndpointError, RequestOutcome
 
 
 @dataclass(frozen=True, slots=True)

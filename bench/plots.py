@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench.report import VerifyReport
+from kvstack.bench.report import VerifyReport
 
 SWEEP_PNG = "sweep.png"
 PREFIX_PNG = "prefix_cold_vs_warm.png"

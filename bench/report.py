@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from bench.client import RequestOutcome
+from kvstack.bench.client import RequestOutcome
 
 REPORT_VERSION = "kvstack.verify/v1"
 

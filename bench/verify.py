@@ -15,14 +15,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.checks import batching, engine, kv_capacity, latency, prefix
-from bench.checks.context import RunContext
-from bench.client import EndpointClient, EndpointError
-from bench.config import VerifyConfig
-from bench.console import Display, QuietDisplay
-from bench.discovery import discover, fetch_metrics
-from bench.plots import write_plots
-from bench.report import (
+from kvstack.bench.checks import batching, engine, kv_capacity, latency, prefix
+from kvstack.bench.checks.context import RunContext
+from kvstack.bench.client import EndpointClient, EndpointError
+from kvstack.bench.config import VerifyConfig
+from kvstack.bench.console import Display, QuietDisplay
+from kvstack.bench.discovery import discover, fetch_metrics
+from kvstack.bench.plots import write_plots
+from kvstack.bench.report import (
     CheckResult,
     Verdict,
     VerifyReport,

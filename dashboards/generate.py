@@ -1,7 +1,7 @@
 """Generate kvstack's Grafana dashboards with grafana-foundation-sdk and write them as sorted-key JSON.
 
-``python -m dashboards.generate`` rewrites ``dashboards/*.json``; a test fails when the committed JSON
-differs from what this module makes. UIDs are stable; the Prometheus datasource is a variable.
+``python -m kvstack.monitoring.dashboards.generate`` rewrites ``dashboards/*.json``; a test fails when the
+committed JSON differs from what this module makes. UIDs are stable; the Prometheus datasource is a variable.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as dashboard_models
 
-from alerts import promql as q
-from alerts.rules import KSM_HPA_MAX
-from dashboards import DASHBOARD_UIDS, KV_CAPACITY_FILE, OVERVIEW_FILE
-from dashboards import panels as p
+from kvstack.monitoring.alerts import promql as q
+from kvstack.monitoring.alerts.rules import KSM_HPA_MAX
+from kvstack.monitoring.dashboards import DASHBOARD_UIDS, KV_CAPACITY_FILE, OVERVIEW_FILE
+from kvstack.monitoring.dashboards import panels as p
 
 PanelBuilder = timeseries.Panel | table.Panel
 PanelFactory = Callable[[], PanelBuilder]

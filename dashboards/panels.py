@@ -16,8 +16,8 @@ from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models.dashboard import DataSourceRef
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
-from alerts import promql as q
-from alerts.rules import KSM_HPA_CURRENT, KSM_HPA_DESIRED, KSM_HPA_MAX
+from kvstack.monitoring.alerts import promql as q
+from kvstack.monitoring.alerts.rules import KSM_HPA_CURRENT, KSM_HPA_DESIRED, KSM_HPA_MAX
 
 DATASOURCE = DataSourceRef(type_val="prometheus", uid="${datasource}")
 RATE = "$__rate_interval"

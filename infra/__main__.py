@@ -1,14 +1,10 @@
-"""Entry point of ``pulumi preview`` / ``pulumi up`` (``Pulumi.yaml``: ``main: infra/``)."""
+"""Entry point of ``pulumi preview`` / ``pulumi up`` (``Pulumi.yaml``: ``main: infra/``).
+
+The stack's virtualenv (``.venv``) has kvstack installed with the ``infra`` extra; nothing else is needed.
+"""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+from kvstack.infra.program import main
 
-try:
-    import infra.program
-except ModuleNotFoundError:  # kvstack not installed into the stack's virtualenv: use this checkout
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    import infra.program
-
-infra.program.main()
+main()

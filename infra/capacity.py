@@ -54,8 +54,7 @@ DTYPE_BYTES: dict[str, int] = {
     "fp8_e5m2": 1,
 }
 
-# config.json shapes shipped as package data (located from this file, not by package name: a tests/infra
-# folder on sys.path would otherwise shadow the package)
+# config.json shapes shipped as package data, located from this file
 BUILTIN_DIR = Path(__file__).with_name("models")
 
 

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from infra.capacity import (
+from kvstack.infra.capacity import (
     PlanInputs,
     ShapeError,
     advise,
@@ -21,8 +21,8 @@ from infra.capacity import (
     estimate,
     load_shape,
 )
-from infra.config import KNOWN_GPU_MEMORY_BYTES, ConfigError, StackConfig, load_stack
-from infra.stack import CapacityError, StackPlan, build_stack, plan_inputs
+from kvstack.infra.config import KNOWN_GPU_MEMORY_BYTES, ConfigError, StackConfig, load_stack
+from kvstack.infra.stack import CapacityError, StackPlan, build_stack, plan_inputs
 
 OK, CHECK_FAILED, BAD_INPUT = 0, 1, 2
 
@@ -249,7 +249,7 @@ def _build(stack: str, project_dir: Path, *, enforce_floor: bool) -> StackPlan:
 
 
 def run_render(args: argparse.Namespace) -> int:
-    from infra.render import render
+    from kvstack.infra.render import render
 
     try:
         plan = _build(args.stack, args.project_dir, enforce_floor=True)
@@ -278,8 +278,8 @@ def run_render(args: argparse.Namespace) -> int:
 
 
 def run_lint(args: argparse.Namespace) -> int:
-    from infra.lint import Finding, failed, lint
-    from infra.render import load_manifest_dir
+    from kvstack.infra.lint import Finding, failed, lint
+    from kvstack.infra.render import load_manifest_dir
 
     findings: list[Finding] = []
     if args.manifests:
@@ -307,7 +307,12 @@ def run_lint(args: argparse.Namespace) -> int:
         )
     findings = lint(bodies) + findings
     if not args.no_schema:
-        from infra.schema import FIRST_ERROR_ONLY_NOTE, KUBE_VERSIONS, is_builtin_problem, validate_all
+        from kvstack.infra.schema import (
+            FIRST_ERROR_ONLY_NOTE,
+            KUBE_VERSIONS,
+            is_builtin_problem,
+            validate_all,
+        )
 
         versions = tuple(args.kube_version or KUBE_VERSIONS)
         try:

@@ -12,8 +12,8 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra.manifests import Manifest
-from infra.stack import StackPlan
+from kvstack.infra.manifests import Manifest
+from kvstack.infra.stack import StackPlan
 
 TYPE_TOKEN = "kvstack:index:VllmService"
 

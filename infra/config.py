@@ -34,7 +34,7 @@ from pydantic import (
     field_validator,
 )
 
-from alerts.thresholds import AlertThresholds
+from kvstack.monitoring.alerts.thresholds import AlertThresholds
 
 NAMESPACE = "kvstack"
 """The Pulumi config namespace (also the Pulumi project name)."""

@@ -13,11 +13,11 @@ from typing import Any
 import pulumi
 from pulumi.runtime import config as runtime_config
 
-from infra.component import VllmService
-from infra.config import NAMESPACE, ConfigError, StackConfig, parse_stack_config
-from infra.manifests import secret_manifests
-from infra.manifests.workload import stack_secrets
-from infra.stack import CapacityError, build_stack
+from kvstack.infra.component import VllmService
+from kvstack.infra.config import NAMESPACE, ConfigError, StackConfig, parse_stack_config
+from kvstack.infra.manifests import secret_manifests
+from kvstack.infra.manifests.workload import stack_secrets
+from kvstack.infra.stack import CapacityError, build_stack
 
 
 def project_dir() -> Path:

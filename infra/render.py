@@ -10,10 +10,10 @@ from typing import Any
 
 import yaml
 
-from infra.config import ExistingSecret, StackConfig
-from infra.manifests import Manifest
-from infra.manifests.names import names_of
-from infra.manifests.workload import API_KEY_KEY, HF_TOKEN_KEY
+from kvstack.infra.config import ExistingSecret, StackConfig
+from kvstack.infra.manifests import Manifest
+from kvstack.infra.manifests.names import names_of
+from kvstack.infra.manifests.workload import API_KEY_KEY, HF_TOKEN_KEY
 
 RENDERED_FILE = re.compile(r"^\d{2}-[a-z0-9]+-[a-z0-9.-]+\.yaml$")
 

@@ -20,7 +20,11 @@ from typing import Any
 
 import yaml
 
-from infra.manifests.monitoring import ADAPTER_ANNOTATION, ADAPTER_ANNOTATION_VALUE, ADAPTER_CONFIG_KEY
+from kvstack.infra.manifests.monitoring import (
+    ADAPTER_ANNOTATION,
+    ADAPTER_ANNOTATION_VALUE,
+    ADAPTER_CONFIG_KEY,
+)
 
 KUBE_VERSIONS = ("1.30", "1.34")
 

@@ -7,9 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from alerts.autoscaling import KV_CACHE_METRIC, QUEUE_METRIC
-from dashboards import DASHBOARD_UIDS
-from infra.capacity import (
+from kvstack.infra.capacity import (
     Advice,
     CapacityEstimate,
     PlanInputs,
@@ -21,11 +19,13 @@ from infra.capacity import (
     load_shape,
     shape_for_model_id,
 )
-from infra.config import ConfigError, Issue, StackConfig
-from infra.manifests import Manifest, build_manifests
-from infra.manifests.monitoring import adapter_rules_values
-from infra.manifests.names import names_of
-from infra.manifests.workload import vllm_args
+from kvstack.infra.config import ConfigError, Issue, StackConfig
+from kvstack.infra.manifests import Manifest, build_manifests
+from kvstack.infra.manifests.monitoring import adapter_rules_values
+from kvstack.infra.manifests.names import names_of
+from kvstack.infra.manifests.workload import vllm_args
+from kvstack.monitoring.alerts.autoscaling import KV_CACHE_METRIC, QUEUE_METRIC
+from kvstack.monitoring.dashboards import DASHBOARD_UIDS
 
 
 class CapacityError(ValueError):

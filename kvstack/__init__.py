@@ -1,7 +1,8 @@
 """kvstack: run vLLM in production on Kubernetes.
 
-Packages: ``infra`` (Pulumi program and pure manifest builders), ``bench`` (post-deploy verification),
-``alerts`` and ``dashboards`` (monitoring as code), ``kvstack.local`` (the local real-vLLM stack).
+One import namespace: ``kvstack.infra`` (Pulumi program and pure manifest builders; the repo's ``infra/``),
+``kvstack.bench`` (post-deploy verification; ``bench/``), ``kvstack.monitoring`` (rules in ``alerts/``,
+dashboards in ``dashboards/``), ``kvstack.local`` (the local real-vLLM stack) and ``kvstack.cli``.
 """
 
 __version__ = "0.1.0"

@@ -18,10 +18,10 @@ from kvstack import __version__
 # subcommand -> module that registers it
 _SUBCOMMANDS: dict[str, str] = {
     "local": "kvstack.local.cli",
-    "verify": "bench.cli",
-    "plan": "infra.cli",
-    "render": "infra.cli",
-    "lint": "infra.cli",
+    "verify": "kvstack.bench.cli",
+    "plan": "kvstack.infra.cli",
+    "render": "kvstack.infra.cli",
+    "lint": "kvstack.infra.cli",
 }
 
 _SUMMARIES: dict[str, str] = {

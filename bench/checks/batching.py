@@ -17,13 +17,13 @@ from collections.abc import Callable
 
 from pydantic import BaseModel
 
-from bench.checks.context import RunContext
-from bench.client import RequestOutcome
-from bench.discovery import fit_units
-from bench.load import BatchResult, StreamRequest, completion_payload, run_batch
-from bench.prompts import distinct_prompt, new_nonce
-from bench.report import CheckResult, Verdict
-from bench.stats import Distribution, LevelPoint, distribution_ms, find_knee
+from kvstack.bench.checks.context import RunContext
+from kvstack.bench.client import RequestOutcome
+from kvstack.bench.discovery import fit_units
+from kvstack.bench.load import BatchResult, StreamRequest, completion_payload, run_batch
+from kvstack.bench.prompts import distinct_prompt, new_nonce
+from kvstack.bench.report import CheckResult, Verdict
+from kvstack.bench.stats import Distribution, LevelPoint, distribution_ms, find_knee
 
 NAME = "batching"
 TITLE = "Continuous batching"

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bench.capacity import KvCapacity
-from bench.client import EndpointClient, RequestOutcome
-from bench.config import VerifyConfig
-from bench.console import Display
-from bench.report import ServerInfo
+from kvstack.bench.capacity import KvCapacity
+from kvstack.bench.client import EndpointClient, RequestOutcome
+from kvstack.bench.config import VerifyConfig
+from kvstack.bench.console import Display
+from kvstack.bench.report import ServerInfo
 
 
 @dataclass(slots=True)

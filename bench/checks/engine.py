@@ -6,9 +6,9 @@ import re
 import time
 from typing import Any
 
-from bench.checks.context import RunContext
-from bench.client import RequestOutcome
-from bench.report import CheckResult, Verdict
+from kvstack.bench.checks.context import RunContext
+from kvstack.bench.client import RequestOutcome
+from kvstack.bench.report import CheckResult, Verdict
 
 NAME = "engine"
 TITLE = "Engine answers"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 
-from bench.capacity import CapacityParseError, KvCapacity, parse_kv_capacity
-from bench.checks.context import RunContext
-from bench.config import ExpectedCapacity, Thresholds
-from bench.report import CheckResult, Verdict
+from kvstack.bench.capacity import CapacityParseError, KvCapacity, parse_kv_capacity
+from kvstack.bench.checks.context import RunContext
+from kvstack.bench.config import ExpectedCapacity, Thresholds
+from kvstack.bench.report import CheckResult, Verdict
 
 NAME = "capacity"
 TITLE = "PagedAttention capacity"

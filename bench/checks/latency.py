@@ -7,11 +7,11 @@ import time
 
 from pydantic import BaseModel
 
-from bench.checks.context import RunContext
-from bench.client import RequestOutcome
-from bench.config import Thresholds
-from bench.report import CheckResult, Verdict, summarize_errors
-from bench.stats import Distribution, distribution_ms
+from kvstack.bench.checks.context import RunContext
+from kvstack.bench.client import RequestOutcome
+from kvstack.bench.config import Thresholds
+from kvstack.bench.report import CheckResult, Verdict, summarize_errors
+from kvstack.bench.stats import Distribution, distribution_ms
 
 NAME = "latency"
 TITLE = "Latency and errors"

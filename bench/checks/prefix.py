@@ -25,21 +25,21 @@ import time
 
 from pydantic import BaseModel
 
-from bench.checks.context import RunContext
-from bench.client import EndpointError, RequestOutcome
-from bench.config import UseCase
-from bench.discovery import count_tokens, fetch_metrics, fit_units
-from bench.load import completion_payload
-from bench.metrics import (
+from kvstack.bench.checks.context import RunContext
+from kvstack.bench.client import EndpointError, RequestOutcome
+from kvstack.bench.config import UseCase
+from kvstack.bench.discovery import count_tokens, fetch_metrics, fit_units
+from kvstack.bench.load import completion_payload
+from kvstack.bench.metrics import (
     CounterDelta,
     CounterSnapshot,
     backends_differ,
     counter_delta,
     parse_counters,
 )
-from bench.prompts import estimate_tokens, new_nonce, nonce_header, shaped_text, suffix_text
-from bench.report import CheckResult, Verdict
-from bench.stats import median
+from kvstack.bench.prompts import estimate_tokens, new_nonce, nonce_header, shaped_text, suffix_text
+from kvstack.bench.report import CheckResult, Verdict
+from kvstack.bench.stats import median
 
 NAME = "prefix_caching"
 TITLE = "Prefix caching"

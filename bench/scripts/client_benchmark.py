@@ -316,8 +316,8 @@ async def _run_vllm(url: str, payloads: list[dict[str, Any]], concurrency: int, 
 async def _run_kvstack(
     url: str, payloads: list[dict[str, Any]], concurrency: int, parse_all: bool
 ) -> list[_Result]:
-    from bench.client import EndpointClient
-    from bench.load import StreamRequest, run_batch
+    from kvstack.bench.client import EndpointClient
+    from kvstack.bench.load import StreamRequest, run_batch
 
     base = url.removesuffix("/v1/completions")
     async with EndpointClient(
@@ -344,7 +344,7 @@ async def _run_httpx(
 ) -> list[_Result]:
     import httpx
 
-    from bench.sse import SseTally
+    from kvstack.bench.sse import SseTally
 
     limits = httpx.Limits(max_connections=concurrency + 8, max_keepalive_connections=concurrency + 8)
     timeout = httpx.Timeout(connect=10.0, read=60.0, write=10.0, pool=60.0)

@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from infra.config import StackConfig
-from infra.manifests import autoscaling, monitoring, workload
+from kvstack.infra.config import StackConfig
+from kvstack.infra.manifests import autoscaling, monitoring, workload
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from alerts.autoscaling import KV_CACHE_METRIC, QUEUE_METRIC, keda_triggers
-from infra.config import ScaleBehavior, StackConfig
-from infra.manifests.names import common_labels, names_of
+from kvstack.infra.config import ScaleBehavior, StackConfig
+from kvstack.infra.manifests.names import common_labels, names_of
+from kvstack.monitoring.alerts.autoscaling import KV_CACHE_METRIC, QUEUE_METRIC, keda_triggers
 
 
 def quantity(value: float) -> str:

@@ -8,12 +8,12 @@ from typing import Any
 
 import yaml
 
-from alerts.autoscaling import prometheus_adapter_rules
-from alerts.rules import rule_groups
-from alerts.thresholds import AlertThresholds
-from dashboards import DASHBOARD_UIDS, dashboard_documents
-from infra.config import StackConfig
-from infra.manifests.names import PORT_NAME, common_labels, names_of, selector_labels
+from kvstack.infra.config import StackConfig
+from kvstack.infra.manifests.names import PORT_NAME, common_labels, names_of, selector_labels
+from kvstack.monitoring.alerts.autoscaling import prometheus_adapter_rules
+from kvstack.monitoring.alerts.rules import rule_groups
+from kvstack.monitoring.alerts.thresholds import AlertThresholds
+from kvstack.monitoring.dashboards import DASHBOARD_UIDS, dashboard_documents
 
 METRICS_PATH = "/metrics"
 MONITORING_API = "monitoring.coreos.com/v1"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from infra.config import StackConfig
+from kvstack.infra.config import StackConfig
 
 CONTAINER = "vllm"
 PORT_NAME = "http"

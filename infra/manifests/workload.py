@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from infra.config import ExistingSecret, StackConfig
-from infra.manifests.names import CONTAINER, PORT_NAME, common_labels, names_of, selector_labels
+from kvstack.infra.config import ExistingSecret, StackConfig
+from kvstack.infra.manifests.names import CONTAINER, PORT_NAME, common_labels, names_of, selector_labels
 
 HEALTH_PATH = "/health"
 API_PATHS = ("/v1/completions", "/v1/chat/completions", "/v1/models", "/metrics", "/health")

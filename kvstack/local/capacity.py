@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from bench.capacity import parse_kv_capacity
+from kvstack.bench.capacity import parse_kv_capacity
 
 
 def read_capacity(vllm_url: str, max_model_len: int) -> str:

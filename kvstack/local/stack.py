@@ -208,7 +208,7 @@ def _rule_files(settings: LocalStackSettings) -> list[str]:
     if not settings.prometheus.load_rules:
         return []
     try:
-        text = (resources.files("alerts") / RULES_RESOURCE).read_text()
+        text = (resources.files("kvstack.monitoring.alerts") / RULES_RESOURCE).read_text()
     except (FileNotFoundError, ModuleNotFoundError):
         return []
     path = settings.state_dir / RULES_RESOURCE

@@ -6,7 +6,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from bench.config import VerifyConfig, build_config
+from kvstack.bench.config import VerifyConfig, build_config
 
 HERE = Path(__file__).parent
 FIXTURES = HERE / "fixtures"

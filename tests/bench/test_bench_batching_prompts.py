@@ -5,9 +5,9 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import cast
 
-from bench.checks.batching import _requests
-from bench.checks.context import RunContext
-from bench.prompts import distinct_prompt
+from kvstack.bench.checks.batching import _requests
+from kvstack.bench.checks.context import RunContext
+from kvstack.bench.prompts import distinct_prompt
 
 BLOCK = 16
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from bench_helpers import CPU_METRICS, H100_METRICS
 
-from bench.capacity import CapacityParseError, parse_kv_capacity
-from bench.checks.kv_capacity import judge_capacity
-from bench.config import ExpectedCapacity, Thresholds
-from bench.report import Verdict
+from kvstack.bench.capacity import CapacityParseError, parse_kv_capacity
+from kvstack.bench.checks.kv_capacity import judge_capacity
+from kvstack.bench.config import ExpectedCapacity, Thresholds
+from kvstack.bench.report import Verdict
 
 CPU = CPU_METRICS.read_text()
 H100 = H100_METRICS.read_text()

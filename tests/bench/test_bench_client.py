@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from bench.client import FATAL_KINDS, EndpointClient, EndpointError, RequestOutcome
+from kvstack.bench.client import FATAL_KINDS, EndpointClient, EndpointError, RequestOutcome
 
 Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 

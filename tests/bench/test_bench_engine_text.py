@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.checks.engine import triviality
+from kvstack.bench.checks.engine import triviality
 
 
 @pytest.mark.parametrize(

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from bench_helpers import FakeServer, small_workload
 
-from bench.report import Verdict
-from bench.verify import JSON_NAME, JUNIT_NAME, VerifyResult, run_verify
+from kvstack.bench.report import Verdict
+from kvstack.bench.verify import JSON_NAME, JUNIT_NAME, VerifyResult, run_verify
 
 
 def verify(url: str, out: Path, **overrides: object) -> tuple[VerifyResult, float]:

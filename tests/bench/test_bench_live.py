@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from bench.config import VerifyConfig, build_config
-from bench.report import Verdict
-from bench.verify import run_verify
+from kvstack.bench.config import VerifyConfig, build_config
+from kvstack.bench.report import Verdict
+from kvstack.bench.verify import run_verify
 
 pytestmark = pytest.mark.live
 

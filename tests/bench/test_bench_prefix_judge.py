@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bench.checks.prefix import expected_cached_tokens, judge_prefix
-from bench.report import Verdict
+from kvstack.bench.checks.prefix import expected_cached_tokens, judge_prefix
+from kvstack.bench.report import Verdict
 
 
 def test_expected_cached_tokens_counts_whole_blocks() -> None:

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from bench_helpers import CPU_METRICS, H100_METRICS, FakeServer, small_workload
 
-from bench.checks.prefix import replica_problem
-from bench.metrics import backends_differ, counter_delta, parse_counters
-from bench.report import Verdict
-from bench.verify import run_verify
+from kvstack.bench.checks.prefix import replica_problem
+from kvstack.bench.metrics import backends_differ, counter_delta, parse_counters
+from kvstack.bench.report import Verdict
+from kvstack.bench.verify import run_verify
 
 ENDPOINT = "http://vllm.prod:8000"
 ADVICE = (

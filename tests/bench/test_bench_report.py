@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.report import (
+from kvstack.bench.report import (
     REPORT_VERSION,
     CheckResult,
     Verdict,

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from bench.sse import SseTally
+from kvstack.bench.sse import SseTally
 
 
 def vllm_stream(tokens: int, *, usage: bool = True, done: bool = True, chat: bool = False) -> bytes:

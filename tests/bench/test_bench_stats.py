@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.stats import LevelPoint, distribution_ms, find_knee, median, percentile, ratio
+from kvstack.bench.stats import LevelPoint, distribution_ms, find_knee, median, percentile, ratio
 
 
 def test_percentile_linear_interpolation() -> None:

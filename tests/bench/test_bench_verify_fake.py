@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from bench_helpers import FakeServer, small_workload
 
-from bench.cli import main
-from bench.report import Verdict
-from bench.verify import JSON_NAME, JUNIT_NAME, run_verify
+from kvstack.bench.cli import main
+from kvstack.bench.report import Verdict
+from kvstack.bench.verify import JSON_NAME, JUNIT_NAME, run_verify
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -95,7 +95,7 @@ def test_python_dash_m_bench_without_a_terminal(fake_vllm: Callable[..., FakeSer
     config = tmp_path / "verify.yaml"
     config.write_text(small_workload(server.url).model_dump_json())
     proc = subprocess.run(
-        [sys.executable, "-m", "bench", "--config", str(config), "--out", str(tmp_path / "out")],
+        [sys.executable, "-m", "kvstack.bench", "--config", str(config), "--out", str(tmp_path / "out")],
         capture_output=True,
         text=True,
         cwd=ROOT,

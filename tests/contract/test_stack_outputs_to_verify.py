@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bench.cli import add_arguments, config_from_args
-from bench.config import ConfigError
-from infra.cli import add_parser as add_infra_commands
+from kvstack.bench.cli import add_arguments, config_from_args
+from kvstack.bench.config import ConfigError
+from kvstack.infra.cli import add_parser as add_infra_commands
 
 ROOT = Path(__file__).resolve().parents[2]
 

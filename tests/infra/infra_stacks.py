@@ -11,8 +11,8 @@ from typing import Any
 
 import yaml
 
-from infra.config import StackConfig, load_stack
-from infra.stack import StackPlan, build_stack
+from kvstack.infra.config import StackConfig, load_stack
+from kvstack.infra.stack import StackPlan, build_stack
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 DATA_DIR = Path(__file__).resolve().parent / "data"

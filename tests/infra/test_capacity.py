@@ -12,7 +12,7 @@ import pytest
 from infra_stacks import DATA_DIR, PROJECT_DIR
 from prometheus_client.parser import text_string_to_metric_families
 
-from infra.capacity import (
+from kvstack.infra.capacity import (
     GIB,
     ModelShape,
     PlanInputs,
@@ -23,8 +23,8 @@ from infra.capacity import (
     kv_bytes_per_token,
     load_shape,
 )
-from infra.config import KNOWN_GPU_MEMORY_BYTES, load_stack
-from infra.stack import CapacityError, build_stack
+from kvstack.infra.config import KNOWN_GPU_MEMORY_BYTES, load_stack
+from kvstack.infra.stack import CapacityError, build_stack
 
 H100_GIB = KNOWN_GPU_MEMORY_BYTES["NVIDIA-H100-80GB-HBM3"] / GIB
 TOLERANCE = 0.03  # the bar: within 3% of what vLLM reports

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from infra.capacity import PlanInputs, estimate, load_shape
+from kvstack.infra.capacity import PlanInputs, estimate, load_shape
 
 
 @pytest.mark.live

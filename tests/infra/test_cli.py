@@ -14,18 +14,18 @@ import pytest
 import yaml
 from infra_stacks import PROJECT_DIR, example_plan
 
-import infra.cli
-from infra.capacity import GIB
-from infra.config import KNOWN_GPU_MEMORY_BYTES
-from infra.render import load_manifest_dir
 from kvstack.cli import main as kvstack_main
+from kvstack.infra import cli as infra_cli
+from kvstack.infra.capacity import GIB
+from kvstack.infra.config import KNOWN_GPU_MEMORY_BYTES
+from kvstack.infra.render import load_manifest_dir
 
 
 def run(*argv: str) -> int:
     """Parse like kvstack/cli.py does (one add_parser call on its subparsers) and run the command."""
     parser = argparse.ArgumentParser(prog="kvstack")
     sub = parser.add_subparsers(dest="command")
-    infra.cli.add_parser(sub)
+    infra_cli.add_parser(sub)
     args = parser.parse_args(list(argv))
     code = args.func(args)
     assert isinstance(code, int)
@@ -35,7 +35,7 @@ def run(*argv: str) -> int:
 def test_three_subcommands_are_registered_and_documented(capsys: pytest.CaptureFixture[str]) -> None:
     parser = argparse.ArgumentParser(prog="kvstack")
     sub = parser.add_subparsers(dest="command")
-    infra.cli.add_parser(sub)
+    infra_cli.add_parser(sub)
     assert set(sub.choices) == {"plan", "render", "lint"}
     for name in ("plan", "render", "lint"):
         with pytest.raises(SystemExit) as exited:
@@ -51,7 +51,7 @@ def test_placeholders_of_the_caller_are_kept() -> None:
     parser = argparse.ArgumentParser(prog="kvstack")
     sub = parser.add_subparsers(dest="command")
     placeholder = sub.add_parser("plan")
-    infra.cli.add_parser(sub)
+    infra_cli.add_parser(sub)
     assert sub.choices["plan"] is placeholder
     assert set(sub.choices) == {"plan", "render", "lint"}
 
@@ -265,9 +265,11 @@ def test_bad_usage_exits_2(argv: list[str], words: str, capsys: pytest.CaptureFi
 def test_pure_modules_do_not_import_pulumi() -> None:
     code = (
         "import sys\n"
-        "import infra.cli, infra.config, infra.capacity, infra.lint, infra.render, infra.stack\n"
-        "import infra.manifests.workload, infra.manifests.monitoring, infra.manifests.autoscaling\n"
-        "import infra.schema\n"
+        "import kvstack.infra.cli, kvstack.infra.config, kvstack.infra.capacity, kvstack.infra.lint\n"
+        "import kvstack.infra.render, kvstack.infra.stack\n"
+        "import kvstack.infra.manifests.workload, kvstack.infra.manifests.monitoring\n"
+        "import kvstack.infra.manifests.autoscaling\n"
+        "import kvstack.infra.schema\n"
         "bad = sorted(m for m in sys.modules if m == 'pulumi' or m.startswith(('pulumi.', 'pulumi_')))\n"
         "print(bad)\n"
     )

@@ -12,8 +12,7 @@ import yaml
 from infra_stacks import PROJECT_DIR, example_config
 from pydantic import BaseModel
 
-from alerts.thresholds import AlertThresholds
-from infra.config import (
+from kvstack.infra.config import (
     NAMESPACE,
     SECRET_KEYS,
     ConfigError,
@@ -25,7 +24,8 @@ from infra.config import (
     parse_stack_config,
     read_stack_file,
 )
-from infra.stack import build_stack
+from kvstack.infra.stack import build_stack
+from kvstack.monitoring.alerts.thresholds import AlertThresholds
 
 Edit = Callable[[dict[str, Any]], None]
 

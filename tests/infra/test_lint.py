@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from infra_stacks import EXAMPLE_STACKS, example_plan
 
-from infra.lint import failed, lint, metric_names, monitored_metrics
+from kvstack.infra.lint import failed, lint, metric_names, monitored_metrics
 
 Bodies = list[dict[str, Any]]
 Mutation = Callable[[Bodies], None]

@@ -11,15 +11,20 @@ import pytest
 import yaml
 from infra_stacks import EXAMPLE_STACKS, example_config, example_plan
 
-from alerts.autoscaling import KV_CACHE_METRIC, QUEUE_METRIC, keda_triggers, prometheus_adapter_rules
-from alerts.rules import rule_groups
-from dashboards import DASHBOARD_UIDS, dashboard_documents
-from infra.config import StackConfig
-from infra.manifests import build_manifests
-from infra.manifests.autoscaling import quantity
-from infra.manifests.monitoring import effective_thresholds
-from infra.manifests.names import Names, NameTooLongError
-from infra.schema import validate, validate_adapter_config, validate_all
+from kvstack.infra.config import StackConfig
+from kvstack.infra.manifests import build_manifests
+from kvstack.infra.manifests.autoscaling import quantity
+from kvstack.infra.manifests.monitoring import effective_thresholds
+from kvstack.infra.manifests.names import Names, NameTooLongError
+from kvstack.infra.schema import validate, validate_adapter_config, validate_all
+from kvstack.monitoring.alerts.autoscaling import (
+    KV_CACHE_METRIC,
+    QUEUE_METRIC,
+    keda_triggers,
+    prometheus_adapter_rules,
+)
+from kvstack.monitoring.alerts.rules import rule_groups
+from kvstack.monitoring.dashboards import DASHBOARD_UIDS, dashboard_documents
 
 KUBE_VERSIONS = ("1.30", "1.34")
 
@@ -323,7 +328,7 @@ def test_keda_fallback_defaults_to_min_replicas_and_fits_the_crd() -> None:
 
 
 def test_keda_fallback_refuses_a_trigger_that_is_not_average_value() -> None:
-    from infra.manifests.autoscaling import fallback
+    from kvstack.infra.manifests.autoscaling import fallback
 
     triggers = [{"type": "prometheus", "name": "q", "metricType": "Value"}]
     with pytest.raises(ValueError, match="metricType AverageValue"):

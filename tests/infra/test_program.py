@@ -47,7 +47,7 @@ def _run(
     values, secret_keys = _pulumi_config(config, secrets or {})
     pulumi.runtime.set_all_config(values, secret_keys)
     # the program module is imported only once the mocks are in place
-    from infra import program
+    from kvstack.infra import program
 
     return program.main()
 

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
-import alerts
-from alerts.selectors import exposition_sample_names
-from dashboards import OVERVIEW_FILE, dashboard_documents
+from kvstack.monitoring import alerts
+from kvstack.monitoring.alerts.selectors import exposition_sample_names
+from kvstack.monitoring.dashboards import OVERVIEW_FILE, dashboard_documents
 
 FIXTURES = Path(__file__).parent / "fixtures"
 RUNBOOKS = Path(__file__).resolve().parents[2] / "docs" / "runbooks"

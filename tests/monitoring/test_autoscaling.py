@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from alerts.autoscaling import (
+from kvstack.monitoring.alerts.autoscaling import (
     DEFAULT_KV_CACHE_TARGET,
     DEFAULT_QUEUE_TARGET,
     KV_CACHE_METRIC,

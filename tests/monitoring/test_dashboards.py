@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from dashboards import DASHBOARD_UIDS, KV_CAPACITY_FILE, OVERVIEW_FILE, dashboard_documents
-from dashboards.generate import build_dashboards, dashboard_json, write_dashboards
+from kvstack.monitoring.dashboards import DASHBOARD_UIDS, KV_CAPACITY_FILE, OVERVIEW_FILE, dashboard_documents
+from kvstack.monitoring.dashboards.generate import build_dashboards, dashboard_json, write_dashboards
 
 DASHBOARDS_DIR = Path(__file__).resolve().parents[2] / "dashboards"
 
@@ -30,7 +30,9 @@ def _targets(document: dict[str, Any]) -> list[dict[str, Any]]:
 def test_committed_json_is_byte_identical_to_the_generator_output(name: str) -> None:
     committed = (DASHBOARDS_DIR / name).read_text(encoding="utf-8")
     expected = dashboard_json(build_dashboards()[name])
-    assert committed == expected, f"dashboards/{name} is stale: run `python -m dashboards.generate`"
+    assert committed == expected, (
+        f"dashboards/{name} is stale: run `python -m kvstack.monitoring.dashboards.generate`"
+    )
 
 
 def test_generator_is_deterministic(tmp_path: Path) -> None:
@@ -55,7 +57,7 @@ def test_stable_uids() -> None:
 
 def test_loader_reads_package_data_without_the_sdk() -> None:
     code = (
-        "import sys, dashboards\n"
+        "import sys\nfrom kvstack.monitoring import dashboards\n"
         "docs = dashboards.dashboard_documents()\n"
         "assert 'grafana_foundation_sdk' not in sys.modules, 'the loader imported the SDK'\n"
         "print(sorted(docs))\n"

@@ -22,7 +22,7 @@ import httpx
 import pytest
 from prometheus_api_client import PrometheusConnect
 
-from alerts.expressions import (
+from kvstack.monitoring.alerts.expressions import (
     UNAVAILABLE_LOCALLY,
     EvaluationContext,
     ShippedExpression,
@@ -30,9 +30,9 @@ from alerts.expressions import (
     recording_rules_of,
     shipped_expressions,
 )
-from alerts.live_check import LiveChecker, discover_context
-from alerts.rules import ALERTING_GROUP, RECORDING_GROUP
-from alerts.selectors import exposition_sample_names
+from kvstack.monitoring.alerts.live_check import LiveChecker, discover_context
+from kvstack.monitoring.alerts.rules import ALERTING_GROUP, RECORDING_GROUP
+from kvstack.monitoring.alerts.selectors import exposition_sample_names
 
 pytestmark = pytest.mark.live
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from alerts import promql as q
-from alerts.expressions import (
+from kvstack.monitoring.alerts import promql as q
+from kvstack.monitoring.alerts.expressions import (
     UNAVAILABLE_LOCALLY,
     EvaluationContext,
     fill_grafana_variables,
@@ -18,15 +18,15 @@ from alerts.expressions import (
     referenced_vllm_metric_names,
     shipped_expressions,
 )
-from alerts.live_check import MAY_BE_EMPTY_MATCHERS
-from alerts.rules import rule_groups
-from alerts.selectors import (
+from kvstack.monitoring.alerts.live_check import MAY_BE_EMPTY_MATCHERS
+from kvstack.monitoring.alerts.rules import rule_groups
+from kvstack.monitoring.alerts.selectors import (
     expand_recording_rules,
     metric_names,
     vector_selectors,
     vllm_metric_names,
 )
-from alerts.thresholds import AlertThresholds
+from kvstack.monitoring.alerts.thresholds import AlertThresholds
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED_FILES = [

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from alerts.rules import ALERTING_GROUP, RECORDING_GROUP, RULES_FILE
+from kvstack.monitoring.alerts.rules import ALERTING_GROUP, RECORDING_GROUP, RULES_FILE
 
 PROMTOOL_TESTS = sorted((Path(__file__).parent / "promtool").glob("*.test.yaml"))
 

@@ -11,8 +11,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from alerts.rules import RULES_FILE, alert_specs, rule_groups, rules_yaml
-from alerts.thresholds import AlertThresholds
+from kvstack.monitoring.alerts.rules import RULES_FILE, alert_specs, rule_groups, rules_yaml
+from kvstack.monitoring.alerts.thresholds import AlertThresholds
 
 REPO = Path(__file__).resolve().parents[2]
 RUNBOOKS = REPO / "docs" / "runbooks"
@@ -25,7 +25,11 @@ def test_committed_rule_file_equals_the_generator_output() -> None:
 
 
 def test_rule_file_ships_as_package_data() -> None:
-    text = resources.files("alerts").joinpath("kvstack-rules.yaml").read_text(encoding="utf-8")
+    text = (
+        resources.files("kvstack.monitoring.alerts")
+        .joinpath("kvstack-rules.yaml")
+        .read_text(encoding="utf-8")
+    )
     assert yaml.safe_load(text) == rule_groups(AlertThresholds())
 
 
@@ -66,7 +70,7 @@ def test_issue_alerts_are_all_there() -> None:
 
 @pytest.mark.parametrize("spec", alert_specs(AlertThresholds()), ids=lambda s: s.name)
 def test_runbook_exists_and_says_how_to_confirm_and_what_to_do(spec: object) -> None:
-    from alerts.rules import AlertSpec
+    from kvstack.monitoring.alerts.rules import AlertSpec
 
     assert isinstance(spec, AlertSpec)
     runbook = RUNBOOKS / f"{spec.runbook}.md"
