@@ -1,7 +1,7 @@
 """Autoscaling signals: prometheus-adapter rules (HPA custom metrics) and KEDA Prometheus triggers.
 
-Both scale on vLLM's own saturation signals: queue depth (``vllm:num_requests_waiting``) and KV-cache
-utilization (``vllm:kv_cache_usage_perc``). ``docs/autoscaling.md`` defends the choice and the defaults.
+Both scale on vLLM's own saturation signals: queue depth (``metrics.REQUESTS_WAITING``) and KV-cache
+utilization (``metrics.KV_CACHE_USAGE``). ``docs/autoscaling.md`` defends the choice and the defaults.
 Everything here is pure: config in, documents out.
 """
 
@@ -11,7 +11,10 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from kvstack.monitoring.alerts import promql as q
+from kvstack.contract.kube import NAMESPACE_LABEL, POD_LABEL
+from kvstack.contract.metrics import KV_CACHE_USAGE, REQUESTS_WAITING
+from kvstack.contract.promql import matchers_of, number, selector
+from kvstack.contract.types import is_dns_label
 
 # Custom-metric names the adapter publishes per pod (Kubernetes metric names: no colons).
 KV_CACHE_METRIC = "vllm_kv_cache_usage_perc"
@@ -26,8 +29,8 @@ KEDA_COOLDOWN_SECONDS = 360  # production-stack's KEDA cooldownPeriod
 
 _ADAPTER_SOURCES: dict[str, tuple[str, str]] = {
     # published name: (vLLM series, aggregation over a pod's engines)
-    QUEUE_METRIC: (q.REQUESTS_WAITING, "sum"),
-    KV_CACHE_METRIC: (q.KV_CACHE_USAGE, "max"),
+    QUEUE_METRIC: (REQUESTS_WAITING, "sum"),
+    KV_CACHE_METRIC: (KV_CACHE_USAGE, "max"),
 }
 
 
@@ -89,12 +92,12 @@ def render_adapter_query(rule: dict[str, Any], *, namespace: str, pod: str | Seq
     return re.sub(r"<<\s*\.(\w+)\s*>>", fill, template)
 
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-
-
 def _dns_label(kind: str, value: str) -> str:
-    if not _DNS_LABEL.match(value):
-        raise ValueError(f"{kind} must be a Kubernetes DNS label ([a-z0-9-], at most 63), got {value!r}")
+    if not is_dns_label(value):
+        raise ValueError(
+            f"{kind} must be a Kubernetes DNS label ([a-z0-9-], starting with a letter, at most 63), "
+            f"got {value!r}"
+        )
     return value
 
 
@@ -110,24 +113,18 @@ def workload_matchers(*, namespace: str, app_label: str) -> str:
     """Selects a workload's vLLM series by the ``namespace`` and ``pod`` labels every Kubernetes scrape
     attaches (PodMonitor and ServiceMonitor alike), so no ``podTargetLabels`` relabeling is needed."""
     ns = _dns_label("namespace", namespace)
-    return q.matchers_of(f'namespace="{ns}"', f'pod=~"{workload_pod_regex(app_label)}"')
+    return matchers_of(f'{NAMESPACE_LABEL}="{ns}"', f'{POD_LABEL}=~"{workload_pod_regex(app_label)}"')
 
 
 def keda_queue_query(*, namespace: str, app_label: str) -> str:
     """Total waiting requests of the workload; KEDA's AverageValue divides it by the target per replica."""
-    return (
-        f"sum({q.selector(q.REQUESTS_WAITING, workload_matchers(namespace=namespace, app_label=app_label))})"
-    )
+    return f"sum({selector(REQUESTS_WAITING, workload_matchers(namespace=namespace, app_label=app_label))})"
 
 
 def keda_kv_cache_query(*, namespace: str, app_label: str) -> str:
     """Sum over the workload's pods of each pod's KV-cache usage (its fullest engine)."""
-    sel = q.selector(q.KV_CACHE_USAGE, workload_matchers(namespace=namespace, app_label=app_label))
+    sel = selector(KV_CACHE_USAGE, workload_matchers(namespace=namespace, app_label=app_label))
     return f"sum(max by (pod) ({sel}))"
-
-
-def _threshold(x: float) -> str:
-    return f"{x:g}"
 
 
 def keda_triggers(
@@ -166,7 +163,7 @@ def keda_triggers(
             "metadata": {
                 "serverAddress": prometheus_address,
                 "query": query,
-                "threshold": _threshold(target),
+                "threshold": number(target),
                 "ignoreNullValues": "false",
             },
         }

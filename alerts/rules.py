@@ -13,20 +13,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
-from kvstack.monitoring.alerts import promql as q
+from kvstack.contract import kube
+from kvstack.contract import metrics as m
+from kvstack.contract import signals as q
+from kvstack.contract.promql import UP, by, job_matcher, number, selector
+from kvstack.contract.yaml_text import dump_yaml
 from kvstack.monitoring.alerts.thresholds import AlertThresholds
 
 RULES_FILE = Path(__file__).with_name("kvstack-rules.yaml")
 RECORDING_GROUP = "kvstack-vllm.rules"
 ALERTING_GROUP = "kvstack-vllm.alerts"
 WINDOW = "5m"
-
-# kube-state-metrics series (exist only in a cluster running kube-state-metrics)
-KSM_HPA_CURRENT = "kube_horizontalpodautoscaler_status_current_replicas"
-KSM_HPA_DESIRED = "kube_horizontalpodautoscaler_status_desired_replicas"
-KSM_HPA_MAX = "kube_horizontalpodautoscaler_spec_max_replicas"
 
 Severity = Literal["critical", "warning", "info"]
 
@@ -57,17 +54,17 @@ def recording_rules() -> list[dict[str, str]]:
         (Record.KV_CACHE_USAGE_BY_POD, q.kv_cache_usage_by_pod()),
         (Record.WAITING_BY_POD, q.requests_waiting_by_pod()),
         (Record.RUNNING_BY_POD, q.requests_running_by_pod()),
-        (Record.WAITING_PER_REPLICA, f"avg by ({q.by(q.MODEL_LABELS)}) ({Record.WAITING_BY_POD})"),
-        (Record.TTFT_P95, q.histogram_quantile(0.95, q.TTFT, WINDOW)),
-        (Record.TTFT_P99, q.histogram_quantile(0.99, q.TTFT, WINDOW)),
-        (Record.ITL_P95, q.histogram_quantile(0.95, q.ITL, WINDOW)),
-        (Record.ITL_P99, q.histogram_quantile(0.99, q.ITL, WINDOW)),
-        (Record.REQUESTS_RATE, q.sum_rate(q.REQUEST_SUCCESS, WINDOW)),
-        (Record.PROMPT_TOKENS_RATE, q.sum_rate(q.PROMPT_TOKENS, WINDOW)),
-        (Record.GENERATION_TOKENS_RATE, q.sum_rate(q.GENERATION_TOKENS, WINDOW)),
-        (Record.PREFIX_CACHE_QUERIES_RATE, q.sum_rate(q.PREFIX_CACHE_QUERIES, WINDOW)),
+        (Record.WAITING_PER_REPLICA, f"avg by ({by(q.MODEL_LABELS)}) ({Record.WAITING_BY_POD})"),
+        (Record.TTFT_P95, q.histogram_quantile(0.95, m.TTFT, WINDOW)),
+        (Record.TTFT_P99, q.histogram_quantile(0.99, m.TTFT, WINDOW)),
+        (Record.ITL_P95, q.histogram_quantile(0.95, m.ITL, WINDOW)),
+        (Record.ITL_P99, q.histogram_quantile(0.99, m.ITL, WINDOW)),
+        (Record.REQUESTS_RATE, q.sum_rate(m.REQUEST_SUCCESS, WINDOW)),
+        (Record.PROMPT_TOKENS_RATE, q.sum_rate(m.PROMPT_TOKENS, WINDOW)),
+        (Record.GENERATION_TOKENS_RATE, q.sum_rate(m.GENERATION_TOKENS, WINDOW)),
+        (Record.PREFIX_CACHE_QUERIES_RATE, q.sum_rate(m.PREFIX_CACHE_QUERIES, WINDOW)),
         (Record.PREFIX_CACHE_HIT_RATIO, q.prefix_cache_hit_ratio(WINDOW)),
-        (Record.PREEMPTIONS_RATE_BY_POD, q.sum_rate(q.PREEMPTIONS, WINDOW, labels=q.POD_LABELS)),
+        (Record.PREEMPTIONS_RATE_BY_POD, q.sum_rate(m.PREEMPTIONS, WINDOW, labels=q.POD_LABELS)),
         (Record.REQUEST_ERROR_RATIO, q.request_error_ratio(WINDOW)),
     ]
     return [{"record": name, "expr": expr} for name, expr in rules]
@@ -76,7 +73,7 @@ def recording_rules() -> list[dict[str, str]]:
 def _http_5xx_recording_rule(t: AlertThresholds) -> dict[str, str]:
     return {
         "record": Record.HTTP_5XX_RATIO,
-        "expr": q.http_5xx_ratio(WINDOW, q.job_matcher(t.scrape_job_regex)),
+        "expr": q.http_5xx_ratio(WINDOW, job_matcher(t.scrape_job_regex)),
     }
 
 
@@ -104,20 +101,15 @@ class AlertSpec:
         }
 
 
-def _fmt(x: float) -> str:
-    """A threshold as PromQL/humans write it: 5 not 5.0, 0.05 not 5e-02."""
-    return f"{x:g}"
-
-
 def alert_specs(t: AlertThresholds) -> list[AlertSpec]:
     """Every kvstack alert with its condition, ``for:``, severity and texts."""
-    job = q.job_matcher(t.scrape_job_regex)
+    job = job_matcher(t.scrape_job_regex)
     pod = "{{ $labels.namespace }}/{{ $labels.pod }}"
     model = "{{ $labels.namespace }}/{{ $labels.model_name }}"
     return [
         AlertSpec(
             name="VLLMKVCacheSaturated",
-            expr=f"{Record.KV_CACHE_USAGE_BY_POD} > {_fmt(t.kv_cache_saturation)}",
+            expr=f"{Record.KV_CACHE_USAGE_BY_POD} > {number(t.kv_cache_saturation)}",
             for_=t.kv_cache_saturation_for,
             severity="warning",
             summary="vLLM KV cache is saturated on a pod.",
@@ -131,12 +123,12 @@ def alert_specs(t: AlertThresholds) -> list[AlertSpec]:
         ),
         AlertSpec(
             name="VLLMQueueBuilding",
-            expr=f"{Record.WAITING_BY_POD} > {_fmt(t.queue_depth_per_replica)}",
+            expr=f"{Record.WAITING_BY_POD} > {number(t.queue_depth_per_replica)}",
             for_=t.queue_depth_for,
             severity="warning",
             summary="Requests are queueing on a vLLM pod.",
             description=(
-                f"{pod} ({{{{ $labels.model_name }}}}) has had more than {_fmt(t.queue_depth_per_replica)} "
+                f"{pod} ({{{{ $labels.model_name }}}}) has had more than {number(t.queue_depth_per_replica)} "
                 f"requests waiting for {t.queue_depth_for} (now {{{{ $value }}}}): the engine cannot admit "
                 "them (max_num_seqs reached or KV cache full)."
             ),
@@ -144,45 +136,45 @@ def alert_specs(t: AlertThresholds) -> list[AlertSpec]:
         ),
         AlertSpec(
             name="VLLMTTFTP95OverSLO",
-            expr=f"{Record.TTFT_P95} > {_fmt(t.ttft_p95_slo_seconds)}",
+            expr=f"{Record.TTFT_P95} > {number(t.ttft_p95_slo_seconds)}",
             for_=t.ttft_p95_for,
             severity="critical",
             summary="vLLM time to first token p95 is over the SLO.",
             description=(
-                f"p95 TTFT of {model} over 5m has been above the {_fmt(t.ttft_p95_slo_seconds)} s SLO "
+                f"p95 TTFT of {model} over 5m has been above the {number(t.ttft_p95_slo_seconds)} s SLO "
                 f"for {t.ttft_p95_for} (now {{{{ $value | humanizeDuration }}}})."
             ),
             runbook="vllm-ttft-p95-over-slo",
         ),
         AlertSpec(
             name="VLLMITLP99OverSLO",
-            expr=f"{Record.ITL_P99} > {_fmt(t.itl_p99_slo_seconds)}",
+            expr=f"{Record.ITL_P99} > {number(t.itl_p99_slo_seconds)}",
             for_=t.itl_p99_for,
             severity="warning",
             summary="vLLM inter-token latency p99 is over the SLO.",
             description=(
                 f"p99 inter-token latency of {model} over 5m has been above the "
-                f"{_fmt(t.itl_p99_slo_seconds)} s SLO for {t.itl_p99_for} "
+                f"{number(t.itl_p99_slo_seconds)} s SLO for {t.itl_p99_for} "
                 "(now {{ $value | humanizeDuration }}): batches are too large or prefills stall decoding."
             ),
             runbook="vllm-itl-p99-over-slo",
         ),
         AlertSpec(
             name="VLLMPreemptions",
-            expr=f"{Record.PREEMPTIONS_RATE_BY_POD} > {_fmt(t.preemption_rate_per_second)}",
+            expr=f"{Record.PREEMPTIONS_RATE_BY_POD} > {number(t.preemption_rate_per_second)}",
             for_=t.preemption_for,
             severity="warning",
             summary="vLLM is preempting requests for lack of KV-cache blocks.",
             description=(
                 f"{pod} ({{{{ $labels.model_name }}}}) has preempted more than "
-                f"{_fmt(t.preemption_rate_per_second)} requests/s for {t.preemption_for} "
+                f"{number(t.preemption_rate_per_second)} requests/s for {t.preemption_for} "
                 "(now {{ $value | humanize }}/s). Preempted requests are recomputed: wasted GPU time."
             ),
             runbook="vllm-preemptions",
         ),
         AlertSpec(
             name="VLLMEngineDown",
-            expr=f"{q.selector(q.UP, job)} == 0",
+            expr=f"{selector(UP, job)} == 0",
             for_=t.engine_down_for,
             severity="critical",
             summary="A vLLM pod's metrics endpoint is down.",
@@ -196,16 +188,16 @@ def alert_specs(t: AlertThresholds) -> list[AlertSpec]:
         AlertSpec(
             name="VLLMMetricsAbsent",
             expr=(
-                f"absent({q.selector(q.UP, job)} == 1)\n"
+                f"absent({selector(UP, job)} == 1)\n"
                 "or\n"
-                f"(\n  {q.selector(q.UP, job)} == 1\n  unless on (job, instance)\n  {q.REQUESTS_RUNNING}\n)"
+                f"(\n  {selector(UP, job)} == 1\n  unless on (job, instance)\n  {m.REQUESTS_RUNNING}\n)"
             ),
             for_=t.metrics_absent_for,
             severity="critical",
             summary="No vLLM metrics: no target is up, or a target is up without vLLM series.",
             description=(
                 "{{ if $labels.instance }}{{ $labels.instance }} (job {{ $labels.job }}) has been scraped "
-                f"without exposing {q.REQUESTS_RUNNING}"
+                f"without exposing {m.REQUESTS_RUNNING}"
                 f"{{{{ else }}}}No target of a scrape job matching /{t.scrape_job_regex}/ has been up"
                 f"{{{{ end }}}} for {t.metrics_absent_for}. Every vLLM alert and the autoscaler are blind "
                 "meanwhile."
@@ -214,7 +206,7 @@ def alert_specs(t: AlertThresholds) -> list[AlertSpec]:
         ),
         AlertSpec(
             name="VLLMHighErrorRatio",
-            expr=f"{Record.HTTP_5XX_RATIO} > {_fmt(t.error_ratio)}",
+            expr=f"{Record.HTTP_5XX_RATIO} > {number(t.error_ratio)}",
             for_=t.error_ratio_for,
             severity="critical",
             summary="vLLM is answering the OpenAI API with 5xx errors.",
@@ -229,13 +221,13 @@ def alert_specs(t: AlertThresholds) -> list[AlertSpec]:
             name="VLLMAutoscalerAtMaxWithQueue",
             expr=(
                 "(\n"
-                f'  {KSM_HPA_CURRENT}{{horizontalpodautoscaler=~"{t.hpa_name_regex}"}}\n'
+                f'  {kube.HPA_CURRENT_REPLICAS}{{horizontalpodautoscaler=~"{t.hpa_name_regex}"}}\n'
                 "  >=\n"
-                f'  clamp_max({KSM_HPA_MAX}{{horizontalpodautoscaler=~"{t.hpa_name_regex}"}}, '
+                f'  clamp_max({kube.HPA_MAX_REPLICAS}{{horizontalpodautoscaler=~"{t.hpa_name_regex}"}}, '
                 f"{t.max_replicas})\n"
                 ")\n"
                 "and on (namespace)\n"
-                f"(max by (namespace) ({Record.WAITING_PER_REPLICA}) > {_fmt(t.queue_depth_per_replica)})"
+                f"(max by (namespace) ({Record.WAITING_PER_REPLICA}) > {number(t.queue_depth_per_replica)})"
             ),
             for_=t.autoscaler_at_max_for,
             severity="critical",
@@ -243,7 +235,7 @@ def alert_specs(t: AlertThresholds) -> list[AlertSpec]:
             description=(
                 "HPA {{ $labels.namespace }}/{{ $labels.horizontalpodautoscaler }} has run "
                 f"{{{{ $value }}}} replicas, its ceiling (at most {t.max_replicas}), for "
-                f"{t.autoscaler_at_max_for} while more than {_fmt(t.queue_depth_per_replica)} requests per "
+                f"{t.autoscaler_at_max_for} while more than {number(t.queue_depth_per_replica)} requests per "
                 "replica wait. Scaling cannot help: raise the ceiling (GPU quota) or shed load."
             ),
             runbook="vllm-autoscaler-at-max-with-queue",
@@ -251,7 +243,7 @@ def alert_specs(t: AlertThresholds) -> list[AlertSpec]:
         AlertSpec(
             name="VLLMPrefixCacheHitRateCollapsed",
             expr=(
-                f"{Record.PREFIX_CACHE_HIT_RATIO} < {_fmt(t.prefix_cache_hit_rate_floor)}\n"
+                f"{Record.PREFIX_CACHE_HIT_RATIO} < {number(t.prefix_cache_hit_rate_floor)}\n"
                 f"and\n{Record.PREFIX_CACHE_QUERIES_RATE} > 0"
             ),
             for_=t.prefix_cache_hit_rate_for,
@@ -279,26 +271,13 @@ def rule_groups(thresholds: AlertThresholds, *, runbook_base_url: str | None = N
     }
 
 
-class _RulesDumper(yaml.SafeDumper):
-    """Multi-line PromQL as ``|`` blocks, so that the committed file reads like hand-written rules."""
-
-
-def _str_representer(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in data else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
-
-
-_RulesDumper.add_representer(str, _str_representer)
-
-
 def rules_yaml(document: dict[str, Any]) -> str:
     """The YAML text of a rule document (key order kept, long lines not folded)."""
     header = (
         "# Generated by `python -m kvstack.monitoring.alerts.rules` from alerts/rules.py: "
         "edit that, not this file.\n"
     )
-    body = yaml.dump(document, Dumper=_RulesDumper, sort_keys=False, width=1_000, allow_unicode=True)
-    return header + body
+    return header + dump_yaml(document, width=1_000)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,14 +9,9 @@ decide whether an alert fires.
 
 from __future__ import annotations
 
-from typing import Annotated
+from pydantic import BaseModel, ConfigDict, Field
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
-
-# Prometheus duration: one or more <number><unit>, units ms s m h d w y (e.g. "5m", "1h30m").
-PROMETHEUS_DURATION_PATTERN = r"^([0-9]+(ms|s|m|h|d|w|y))+$"
-
-Duration = Annotated[str, StringConstraints(pattern=PROMETHEUS_DURATION_PATTERN)]
+from kvstack.contract.types import PrometheusDuration as Duration
 
 
 class AlertThresholds(BaseModel):

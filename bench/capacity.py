@@ -1,6 +1,7 @@
 """PagedAttention capacity read from a vLLM ``/metrics`` exposition: pure, no network.
 
-vLLM publishes its KV-cache configuration as the labels of the gauge ``vllm:cache_config_info`` (value 1).
+vLLM publishes its KV-cache configuration as the labels of an info gauge (value 1; its name is
+``kvstack.contract.metrics.CACHE_CONFIG_INFO``).
 The labels that matter here are ``block_size``, ``num_gpu_blocks`` (also used by the CPU build),
 ``kv_cache_size_tokens`` and ``kv_cache_max_concurrency``. KV tokens = blocks x block size; the number of
 requests of the full context length that fit at once = KV tokens / ``max_model_len``. The server's own
@@ -18,11 +19,13 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-CACHE_CONFIG_FAMILY = "vllm:cache_config_info"
+from kvstack.contract.metrics import CACHE_CONFIG_INFO
+
+CACHE_CONFIG_FAMILY = CACHE_CONFIG_INFO
 
 
 class CapacityParseError(ValueError):
-    """The exposition has no usable ``vllm:cache_config_info`` series."""
+    """The exposition has no usable cache-config info series."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +83,7 @@ def _bool_label(labels: dict[str, str], name: str) -> bool | None:
 
 
 def cache_config_labels(text: str, model_name: str | None = None) -> list[dict[str, str]]:
-    """The label sets of every ``vllm:cache_config_info`` sample (one per engine), optionally for one model.
+    """The label sets of every cache-config info sample (one per engine), optionally for one model.
 
     Raises ``CapacityParseError`` when the text is not a Prometheus exposition.
     """

@@ -13,6 +13,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from kvstack.contract.metrics import PREFIX_CACHE_HITS
+
 CONFIG_VERSION = 1
 
 
@@ -40,7 +42,7 @@ class Thresholds(_Strict):
         default=0.5,
         ge=0,
         le=1,
-        description="share of the expected cached tokens that vllm:prefix_cache_hits_total must report",
+        description=f"share of the expected cached tokens that {PREFIX_CACHE_HITS} must report",
     )
     max_errors: int = Field(default=0, ge=0, description="failed requests tolerated over the whole run")
     max_ttft_p99_ms: float | None = Field(default=None, gt=0)

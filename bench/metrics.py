@@ -1,8 +1,8 @@
 """Counters read from a vLLM ``/metrics`` exposition: pure, no network.
 
-Only what the checks cross-check is read: the prefix-cache counters (``vllm:prefix_cache_queries_total``
-and ``vllm:prefix_cache_hits_total``, both in tokens) and the generation-token counter. Series of every
-engine are summed; a model filter keeps other served models out.
+Only what the checks cross-check is read: the prefix-cache counters (queries and hits, both in tokens) and
+the prompt- and generation-token counters (names in ``kvstack.contract.metrics``). Series of every engine
+are summed; a model filter keeps other served models out.
 
 Every snapshot also records which server process answered (``backend``): the value of
 ``process_start_time_seconds`` (prometheus_client's process collector, in every vLLM exposition that is
@@ -16,15 +16,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client.parser import text_string_to_metric_families
+from kvstack.contract import exposition
+from kvstack.contract import metrics as m
 
-PREFIX_QUERIES = "vllm:prefix_cache_queries_total"
-PREFIX_HITS = "vllm:prefix_cache_hits_total"
-GENERATION_TOKENS = "vllm:generation_tokens_total"
-PROMPT_TOKENS = "vllm:prompt_tokens_total"
-PROCESS_START = "process_start_time_seconds"
+PREFIX_QUERIES = m.PREFIX_CACHE_QUERIES
+PREFIX_HITS = m.PREFIX_CACHE_HITS
+GENERATION_TOKENS = m.GENERATION_TOKENS
+PROMPT_TOKENS = m.PROMPT_TOKENS
+PROCESS_START = m.PROCESS_START
 # per-process fallbacks when the process collector is absent: when each engine created its counters
-_CREATED = ("vllm:prefix_cache_queries_created", "vllm:prefix_cache_hits_created")
+_CREATED = tuple(
+    created
+    for created in (m.CATALOGUE[n].created_series for n in (m.PREFIX_CACHE_QUERIES, m.PREFIX_CACHE_HITS))
+    if created is not None
+)
 
 _WANTED = (PREFIX_QUERIES, PREFIX_HITS, GENERATION_TOKENS, PROMPT_TOKENS)
 
@@ -67,23 +72,15 @@ class CounterDelta:
 
 def parse_counters(text: str, model_name: str | None = None) -> CounterSnapshot:
     """Sum the wanted counters over engines. Raises ``ValueError`` on text that is not an exposition."""
-    sums: dict[str, float] = {}
-    start: float | None = None
-    created: list[str] = []
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == PROCESS_START and start is None:
-                start = float(sample.value)
-                continue
-            if sample.name not in _WANTED and sample.name not in _CREATED:
-                continue
-            if model_name is not None and sample.labels.get("model_name", model_name) != model_name:
-                continue
-            if sample.name in _CREATED:
-                engine = sample.labels.get("engine", "")
-                created.append(f"{sample.name}{{engine={engine}}}={float(sample.value)!r}")
-                continue
-            sums[sample.name] = sums.get(sample.name, 0.0) + float(sample.value)
+    samples = exposition.parse_samples(text)
+    start = next((float(s.value) for s in samples if s.name == PROCESS_START), None)
+    of_model = exposition.for_model(samples, model_name)
+    sums = exposition.sum_by_name(of_model, _WANTED)
+    created = [
+        f"{s.name}{{engine={s.labels.get('engine', '')}}}={float(s.value)!r}"
+        for s in of_model
+        if s.name in _CREATED
+    ]
     backend: str | None
     if start is not None:
         backend = f"{PROCESS_START}={start!r}"

@@ -17,8 +17,8 @@ from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as dashboard_models
 
-from kvstack.monitoring.alerts import promql as q
-from kvstack.monitoring.alerts.rules import KSM_HPA_MAX
+from kvstack.contract import kube
+from kvstack.contract import metrics as m
 from kvstack.monitoring.dashboards import DASHBOARD_UIDS, KV_CAPACITY_FILE, OVERVIEW_FILE
 from kvstack.monitoring.dashboards import panels as p
 
@@ -48,12 +48,12 @@ def variables() -> list[cogbuilder.Builder[dashboard_models.VariableModel]]:
         dashboard.DatasourceVariable("datasource").label("Data source").type("prometheus"),
         # ".*" also matches series without the label (a Prometheus outside Kubernetes)
         _query_variable(
-            "namespace", "Namespace", f"label_values({q.REQUESTS_RUNNING}, namespace)", all_value=".*"
+            "namespace", "Namespace", f"label_values({m.REQUESTS_RUNNING}, namespace)", all_value=".*"
         ),
         _query_variable(
             "model_name",
             "Model",
-            f'label_values({q.REQUESTS_RUNNING}{{namespace=~"$namespace"}}, model_name)',
+            f'label_values({m.REQUESTS_RUNNING}{{namespace=~"$namespace"}}, model_name)',
             all_value=".*",
         ),
         # no custom all value: "All" is the regex of vLLM's jobs, so http_requests_total of other apps
@@ -61,7 +61,7 @@ def variables() -> list[cogbuilder.Builder[dashboard_models.VariableModel]]:
         _query_variable(
             "job",
             "Scrape job",
-            f'label_values({q.REQUESTS_RUNNING}{{namespace=~"$namespace"}}, job)',
+            f'label_values({m.REQUESTS_RUNNING}{{namespace=~"$namespace"}}, job)',
             all_value=None,
         ),
     ]
@@ -71,7 +71,7 @@ def hpa_variable() -> dashboard.QueryVariable:
     return _query_variable(
         "hpa",
         "HPA",
-        f'label_values({KSM_HPA_MAX}{{namespace=~"$namespace"}}, horizontalpodautoscaler)',
+        f'label_values({kube.HPA_MAX_REPLICAS}{{namespace=~"$namespace"}}, horizontalpodautoscaler)',
         all_value=".*",
     )
 

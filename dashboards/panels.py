@@ -1,8 +1,8 @@
 """The panels of kvstack's dashboards: one small pure function per panel over a shared panel factory.
 
-Every query comes from ``alerts.promql`` (the same PromQL the rules and the autoscaler use), filtered by
-the dashboard variables and windowed by ``$__rate_interval``. This module imports grafana-foundation-sdk
-(the ``monitoring`` extra); ``dashboards/__init__.py`` does not.
+Every query comes from ``kvstack.contract.signals`` (the same PromQL the rules and the autoscaler use),
+filtered by the dashboard variables and windowed by ``$__rate_interval``. This module imports
+grafana-foundation-sdk (the ``monitoring`` extra); ``dashboards/__init__.py`` does not.
 """
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models.dashboard import DataSourceRef
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
-from kvstack.monitoring.alerts import promql as q
-from kvstack.monitoring.alerts.rules import KSM_HPA_CURRENT, KSM_HPA_DESIRED, KSM_HPA_MAX
+from kvstack.contract import kube
+from kvstack.contract import metrics as m
+from kvstack.contract import signals as q
+from kvstack.contract.promql import by, selector
 
 DATASOURCE = DataSourceRef(type_val="prometheus", uid="${datasource}")
 RATE = "$__rate_interval"
@@ -112,7 +114,7 @@ def requests_per_second() -> timeseries.Panel:
         "reqps",
         [
             Query(
-                q.sum_rate(q.REQUEST_SUCCESS, RATE, VLLM, ("model_name", "finished_reason")),
+                q.sum_rate(m.REQUEST_SUCCESS, RATE, VLLM, ("model_name", "finished_reason")),
                 "{{model_name}} {{finished_reason}}",
             )
         ],
@@ -125,8 +127,8 @@ def tokens_per_second() -> timeseries.Panel:
         "Prompt tokens processed (in) and tokens generated (out) per second.",
         "suffix: tok/s",
         [
-            Query(q.sum_rate(q.PROMPT_TOKENS, RATE, VLLM, ("model_name",)), "in {{model_name}}"),
-            Query(q.sum_rate(q.GENERATION_TOKENS, RATE, VLLM, ("model_name",)), "out {{model_name}}"),
+            Query(q.sum_rate(m.PROMPT_TOKENS, RATE, VLLM, ("model_name",)), "in {{model_name}}"),
+            Query(q.sum_rate(m.GENERATION_TOKENS, RATE, VLLM, ("model_name",)), "out {{model_name}}"),
         ],
     )
 
@@ -151,7 +153,7 @@ def time_to_first_token() -> timeseries.Panel:
         "Time to first token p50/p95/p99",
         "TTFT: queueing + prefill. Rises first when the queue builds or prompts get longer.",
         "s",
-        _quantile_queries(q.TTFT),
+        _quantile_queries(m.TTFT),
     )
 
 
@@ -160,7 +162,7 @@ def inter_token_latency() -> timeseries.Panel:
         "Inter-token latency p50/p95/p99",
         "Time between streamed tokens: grows with the running batch and with prefills interleaved in it.",
         "s",
-        _quantile_queries(q.ITL),
+        _quantile_queries(m.ITL),
     )
 
 
@@ -169,7 +171,7 @@ def end_to_end_latency() -> timeseries.Panel:
         "End-to-end request latency p50/p95/p99",
         "From arrival to last token, including the queue.",
         "s",
-        _quantile_queries(q.E2E),
+        _quantile_queries(m.E2E),
     )
 
 
@@ -214,7 +216,7 @@ def preemptions() -> timeseries.Panel:
         "Preemptions/s per pod",
         "Requests evicted from the batch for lack of KV blocks and recomputed later.",
         "short",
-        [Query(q.sum_rate(q.PREEMPTIONS, RATE, VLLM, q.POD_LABELS), "{{pod}}")],
+        [Query(q.sum_rate(m.PREEMPTIONS, RATE, VLLM, q.POD_LABELS), "{{pod}}")],
     )
 
 
@@ -229,9 +231,9 @@ def replicas_vs_desired() -> timeseries.Panel:
         "short",
         [
             Query(f"sum by (namespace) ({q.replicas_reporting(VLLM)})", "vLLM pods reporting"),
-            Query(f"max by (horizontalpodautoscaler) ({KSM_HPA_CURRENT}{{{HPA}}})", "current"),
-            Query(f"max by (horizontalpodautoscaler) ({KSM_HPA_DESIRED}{{{HPA}}})", "desired"),
-            Query(f"max by (horizontalpodautoscaler) ({KSM_HPA_MAX}{{{HPA}}})", "max"),
+            Query(f"max by (horizontalpodautoscaler) ({kube.HPA_CURRENT_REPLICAS}{{{HPA}}})", "current"),
+            Query(f"max by (horizontalpodautoscaler) ({kube.HPA_DESIRED_REPLICAS}{{{HPA}}})", "desired"),
+            Query(f"max by (horizontalpodautoscaler) ({kube.HPA_MAX_REPLICAS}{{{HPA}}})", "max"),
         ],
     )
 
@@ -244,7 +246,7 @@ def autoscaler_inputs() -> timeseries.Panel:
         [
             Query(q.requests_waiting_per_replica(VLLM), "waiting/replica {{model_name}}"),
             Query(
-                f"avg by ({q.by(q.MODEL_LABELS)}) ({q.kv_cache_usage_by_pod(VLLM)})",
+                f"avg by ({by(q.MODEL_LABELS)}) ({q.kv_cache_usage_by_pod(VLLM)})",
                 "KV usage {{model_name}}",
             ),
         ],
@@ -268,12 +270,12 @@ CACHE_CONFIG_LABELS = (
 
 
 def cache_config() -> table.Panel:
-    expr = f"max by ({q.by(CACHE_CONFIG_LABELS)}) ({q.selector(q.CACHE_CONFIG_INFO, VLLM)})"
+    expr = f"max by ({by(CACHE_CONFIG_LABELS)}) ({selector(m.CACHE_CONFIG_INFO, VLLM)})"
     return (
         table.Panel()
         .title("PagedAttention capacity per pod")
         .description(
-            "From vllm:cache_config_info. KV tokens = num_gpu_blocks x block_size; max concurrency = KV "
+            f"From {m.CACHE_CONFIG_INFO}. KV tokens = num_gpu_blocks x block_size; max concurrency = KV "
             "tokens / max_model_len (requests of full length that fit at once)."
         )
         .datasource(DATASOURCE)
@@ -290,7 +292,7 @@ def waiting_by_reason() -> timeseries.Panel:
         "short",
         [
             Query(
-                f"sum by (namespace, pod, reason) ({q.selector(q.REQUESTS_WAITING_BY_REASON, VLLM)})",
+                f"sum by (namespace, pod, reason) ({selector(m.REQUESTS_WAITING_BY_REASON, VLLM)})",
                 "{{pod}} {{reason}}",
             )
         ],
@@ -298,8 +300,8 @@ def waiting_by_reason() -> timeseries.Panel:
 
 
 def prompt_tokens_cached_share() -> timeseries.Panel:
-    cached = q.sum_rate(q.PROMPT_TOKENS_CACHED, RATE, VLLM, ("model_name",))
-    total = q.sum_rate(q.PROMPT_TOKENS, RATE, VLLM, ("model_name",))
+    cached = q.sum_rate(m.PROMPT_TOKENS_CACHED, RATE, VLLM, ("model_name",))
+    total = q.sum_rate(m.PROMPT_TOKENS, RATE, VLLM, ("model_name",))
     return timeseries_panel(
         "Prefix-cache hit rate and cached prompt share",
         "Prefix-cache hits / queries (tokens), and prompt tokens served from cache / all prompt tokens.",
@@ -318,10 +320,10 @@ def request_lengths() -> timeseries.Panel:
         "KV demand per request: each token holds a KV slot until the request ends.",
         "short",
         [
-            Query(q.histogram_quantile(0.5, q.PROMPT_LENGTH, RATE, VLLM), "prompt p50 {{model_name}}"),
-            Query(q.histogram_quantile(0.95, q.PROMPT_LENGTH, RATE, VLLM), "prompt p95 {{model_name}}"),
-            Query(q.histogram_quantile(0.5, q.GENERATION_LENGTH, RATE, VLLM), "output p50 {{model_name}}"),
-            Query(q.histogram_quantile(0.95, q.GENERATION_LENGTH, RATE, VLLM), "output p95 {{model_name}}"),
+            Query(q.histogram_quantile(0.5, m.PROMPT_LENGTH, RATE, VLLM), "prompt p50 {{model_name}}"),
+            Query(q.histogram_quantile(0.95, m.PROMPT_LENGTH, RATE, VLLM), "prompt p95 {{model_name}}"),
+            Query(q.histogram_quantile(0.5, m.GENERATION_LENGTH, RATE, VLLM), "output p50 {{model_name}}"),
+            Query(q.histogram_quantile(0.95, m.GENERATION_LENGTH, RATE, VLLM), "output p95 {{model_name}}"),
         ],
     )
 
@@ -331,5 +333,5 @@ def queue_time() -> timeseries.Panel:
         "Queue time p50/p95/p99",
         "Time requests waited for admission (KV blocks or a batch slot).",
         "s",
-        _quantile_queries(q.QUEUE_TIME),
+        _quantile_queries(m.QUEUE_TIME),
     )

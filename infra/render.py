@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from kvstack.contract.yaml_text import dump_yaml
 from kvstack.infra.config import ExistingSecret, StackConfig
 from kvstack.infra.manifests import Manifest
 from kvstack.infra.manifests.names import names_of
@@ -18,21 +19,10 @@ from kvstack.infra.manifests.workload import API_KEY_KEY, HF_TOKEN_KEY
 RENDERED_FILE = re.compile(r"^\d{2}-[a-z0-9]+-[a-z0-9.-]+\.yaml$")
 
 
-class _Dumper(yaml.SafeDumper):
-    """Multi-line strings (dashboards, PromQL, adapter config) as literal blocks, keys in build order."""
-
-
-def _str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
-    if "\n" in data:
-        return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|")
-    return dumper.represent_scalar("tag:yaml.org,2002:str", data)
-
-
-_Dumper.add_representer(str, _str)
-
-
 def to_yaml(body: dict[str, Any]) -> str:
-    return yaml.dump(body, Dumper=_Dumper, sort_keys=False, width=120, allow_unicode=True)
+    """A manifest as YAML: keys in build order, multi-line strings (dashboards, PromQL, adapter config) as
+    literal blocks."""
+    return dump_yaml(body, width=120)
 
 
 def file_name(index: int, manifest: Manifest) -> str:

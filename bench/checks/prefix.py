@@ -3,7 +3,7 @@
 Each pair sends a *cold* request on a prefix never sent before (a fresh nonce at its very start, so not
 one of its blocks can be in the cache) and then a *warm* request on the same prefix with another suffix.
 The verdict needs both: the median cold TTFT over the median warm TTFT at or above the threshold, and,
-when ``/metrics`` is readable, the server's own ``vllm:prefix_cache_hits_total`` grown by at least a share
+when ``/metrics`` is readable, the server's own prefix-cache hit counter grown by at least a share
 of the tokens the warm requests could reuse (whole blocks of the shared prefix). The second condition is
 what makes the check fail on a server started with ``--no-enable-prefix-caching``, where the TTFT ratio
 alone can drift above 1.05 by chance on a busy CPU.
@@ -31,6 +31,7 @@ from kvstack.bench.config import UseCase
 from kvstack.bench.discovery import count_tokens, fetch_metrics, fit_units
 from kvstack.bench.load import completion_payload
 from kvstack.bench.metrics import (
+    PREFIX_HITS,
     CounterDelta,
     CounterSnapshot,
     backends_differ,
@@ -78,7 +79,7 @@ class PrefixFigures(BaseModel):
     warm_ttft_ms: float | None
     speedup: float | None
     expected_cached_tokens: int | None  # over all warm requests, whole blocks of the shared prefix
-    server_prefix_hits: float | None  # delta of vllm:prefix_cache_hits_total over the pairs
+    server_prefix_hits: float | None  # delta of the server's prefix-cache hit counter over the pairs
     server_prefix_queries: float | None
     hit_fraction: float | None  # server hits / expected cached tokens
     server_prefix_caching_enabled: bool | None  # the enable_prefix_caching label, for the record
@@ -149,7 +150,7 @@ def judge_prefix(
                 "" if enabled_label is None else f"; cache_config_info enable_prefix_caching={enabled_label}"
             )
             problems.append(
-                f"vllm:prefix_cache_hits_total grew by {hits:.0f} tokens, below {min_hit_fraction:.0%} "
+                f"{PREFIX_HITS} grew by {hits:.0f} tokens, below {min_hit_fraction:.0%} "
                 f"of the {expected_cached} the warm requests could reuse: prefix caching is off or not "
                 f"working{label}"
             )

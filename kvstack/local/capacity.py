@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 
 from kvstack.bench.capacity import parse_kv_capacity
+from kvstack.contract.metrics import CACHE_CONFIG_INFO
 
 
 def read_capacity(vllm_url: str, max_model_len: int) -> str:
@@ -15,6 +16,6 @@ def read_capacity(vllm_url: str, max_model_len: int) -> str:
         return f"KV capacity: unavailable ({exc})"
     concurrency = f"{cap.max_concurrency:.1f}" if cap.max_concurrency is not None else "?"
     return (
-        f"KV capacity (vllm:cache_config_info): block size {cap.block_size}, {cap.num_blocks} blocks, "
+        f"KV capacity ({CACHE_CONFIG_INFO}): block size {cap.block_size}, {cap.num_blocks} blocks, "
         f"{cap.kv_tokens} KV tokens, max concurrency {concurrency} at max_model_len {max_model_len}"
     )

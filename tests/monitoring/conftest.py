@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
+from kvstack.contract.exposition import sample_names as exposition_sample_names
 from kvstack.monitoring import alerts
-from kvstack.monitoring.alerts.selectors import exposition_sample_names
 from kvstack.monitoring.dashboards import OVERVIEW_FILE, dashboard_documents
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -22,7 +22,10 @@ import httpx
 import pytest
 from prometheus_api_client import PrometheusConnect
 
-from kvstack.monitoring.alerts.expressions import (
+from kvstack.contract.exposition import sample_names as exposition_sample_names
+from kvstack.monitoring.alerts.rules import ALERTING_GROUP, RECORDING_GROUP
+from kvstack.monitoring.live_check import LiveChecker, discover_context
+from kvstack.monitoring.shipped import (
     UNAVAILABLE_LOCALLY,
     EvaluationContext,
     ShippedExpression,
@@ -30,9 +33,6 @@ from kvstack.monitoring.alerts.expressions import (
     recording_rules_of,
     shipped_expressions,
 )
-from kvstack.monitoring.alerts.live_check import LiveChecker, discover_context
-from kvstack.monitoring.alerts.rules import ALERTING_GROUP, RECORDING_GROUP
-from kvstack.monitoring.alerts.selectors import exposition_sample_names
 
 pytestmark = pytest.mark.live
 

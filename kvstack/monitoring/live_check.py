@@ -13,9 +13,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from kvstack.monitoring.alerts import promql as q
+from kvstack.contract.kube import NAMESPACE_LABEL, POD_LABEL
+from kvstack.contract.metrics import REQUESTS_RUNNING
 from kvstack.monitoring.alerts.autoscaling import workload_pod_regex
-from kvstack.monitoring.alerts.expressions import EvaluationContext, ShippedExpression
+from kvstack.monitoring.shipped import EvaluationContext, ShippedExpression
 
 # Matchers that select an outcome whose series only exists once it happened: the instrumentator creates
 # http_requests_total{status="5xx"} on the first 5xx. A selector with one of these is checked without it
@@ -105,21 +106,21 @@ def discover_context(
     Requires the ``namespace`` and ``pod`` labels a Kubernetes scrape attaches (the local stack's
     Prometheus attaches them too): the adapter and KEDA select on them.
     """
-    series = client.custom_query(query=q.REQUESTS_RUNNING)
+    series = client.custom_query(query=REQUESTS_RUNNING)
     if not series:
-        raise LookupError(f"no {q.REQUESTS_RUNNING} series: is vLLM being scraped?")
+        raise LookupError(f"no {REQUESTS_RUNNING} series: is vLLM being scraped?")
     labels = series[0]["metric"]
-    missing = [k for k in ("namespace", "pod", "job") if k not in labels]
+    missing = [k for k in (NAMESPACE_LABEL, POD_LABEL, "job") if k not in labels]
     if missing:
         raise LookupError(f"vLLM series lack the labels {missing}; the scrape must attach them: {labels}")
-    pod = str(labels["pod"])
+    pod = str(labels[POD_LABEL])
     app_label = pod.rsplit("-", 1)[0]
     if not re.fullmatch(workload_pod_regex(app_label), pod):
         raise LookupError(f"pod {pod!r} is not named like a workload's pod")
     jobs = sorted({str(s["metric"]["job"]) for s in series})
     return replace(
         EvaluationContext(),
-        namespace=str(labels["namespace"]),
+        namespace=str(labels[NAMESPACE_LABEL]),
         pod=pod,
         app_label=app_label,
         prometheus_address=prometheus_address,

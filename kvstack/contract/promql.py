@@ -1,19 +1,22 @@
-"""What a PromQL expression reads: its vLLM metric names, its vector selectors, recording-rule expansion.
+"""PromQL, both ways: building expressions (selectors, matchers, ratios, numbers) and reading them (which
+series an expression selects, recording-rule expansion).
 
-No PromQL parser is packaged for Python, and Prometheus 2.42 has no parse endpoint, so this is a small
-lexer that knows enough of the grammar to tell a metric name from a function, an aggregation keyword,
-a label name in ``by (...)``/``on (...)`` or inside ``{...}``, a duration or a string. The test suite
-holds it to every expression we ship (each extracted name must be a real series or a recording rule).
+Reading: no PromQL parser is packaged for Python, and Prometheus 2.42 has no parse endpoint, so this is a
+small lexer that knows enough of the grammar to tell a metric name from a function, an aggregation keyword,
+a label name in ``by (...)``/``on (...)`` or inside ``{...}``, a duration or a string; it also reads
+Grafana's ``label_values(selector, label)`` and skips Grafana variables and prometheus-adapter templates.
+The test suite holds it to every expression we ship (each extracted name must be a real series or a
+recording rule), and ``kvstack lint`` uses it on a stack's manifests.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-# A vLLM metric name where it stands as a name, not inside another (recording-rule) name.
-VLLM_METRIC_NAME = re.compile(r"(?<![A-Za-z0-9_:])vllm:[A-Za-z0-9_:]*[A-Za-z0-9_]")
+UP = "up"
+"""Prometheus' own per-target series (1 when the last scrape succeeded)."""
 
 _TOKEN = re.compile(
     r"""
@@ -36,7 +39,12 @@ _AGGREGATIONS = frozenset(
     ]
 )
 _LABEL_LIST_KEYWORDS = frozenset(["by", "without", "on", "ignoring", "group_left", "group_right"])
-_OTHER_KEYWORDS = frozenset(["and", "or", "unless", "bool", "offset", "atan2", "inf", "nan", "start", "end"])
+_OTHER_KEYWORDS = frozenset(
+    ["and", "or", "unless", "bool", "offset", "atan2", "inf", "nan", "Inf", "NaN", "start", "end"]
+)
+# Grafana's variable query label_values(selector, label): the last argument is a label name.
+_GRAFANA_LABEL_VALUES = "label_values"
+_LABEL_VALUES_QUERY = re.compile(r"^\s*label_values\((?P<selector>.*),\s*(?P<label>\w+)\s*\)\s*$", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -90,13 +98,39 @@ def _skip_group(tokens: list[Token], i: int, open_: str, close: str) -> int:
     raise ValueError(f"unbalanced {open_!r} at {tokens[i].pos}")
 
 
+def _label_values_labels(tokens: list[Token]) -> set[int]:
+    """Indexes of the label-name tokens of every ``label_values(selector, label)`` or
+    ``label_values(label)``."""
+    labels: set[int] = set()
+    for i, tok in enumerate(tokens):
+        if tok.text != _GRAFANA_LABEL_VALUES or i + 1 >= len(tokens) or tokens[i + 1].text != "(":
+            continue
+        close = _skip_group(tokens, i + 1, "(", ")")
+        depth = 0
+        last_arg = i + 2
+        for j in range(i + 2, close - 1):
+            if tokens[j].kind == "punct" and tokens[j].text in "({[":
+                depth += 1
+            elif tokens[j].kind == "punct" and tokens[j].text in ")}]":
+                depth -= 1
+            elif depth == 0 and tokens[j].text == ",":
+                last_arg = j + 1
+        if last_arg == close - 2 and tokens[last_arg].kind == "ident":
+            labels.add(last_arg)
+    return labels
+
+
 def _iter_selectors(expr: str) -> Iterator[VectorSelector]:
     tokens = tokenize(expr)
+    label_positions = _label_values_labels(tokens)
     i = 0
     n = len(tokens)
     while i < n:
         tok = tokens[i]
         nxt = tokens[i + 1] if i + 1 < n else None
+        if tok.kind == "ident" and i in label_positions:
+            i += 1
+            continue
         if tok.kind == "ident":
             word = tok.text
             if word in _LABEL_LIST_KEYWORDS:
@@ -146,9 +180,10 @@ def metric_names(expr: str) -> set[str]:
     return {s.name for s in _iter_selectors(expr) if s.name}
 
 
-def vllm_metric_names(text: str) -> set[str]:
-    """The ``vllm:`` metric names in ``text`` (PromQL, or any text such as a dashboard's JSON)."""
-    return set(VLLM_METRIC_NAME.findall(text))
+def label_values_selector(query: str) -> str | None:
+    """The selector of a Grafana variable query ``label_values(selector, label)``; None for any other."""
+    m = _LABEL_VALUES_QUERY.match(query)
+    return m.group("selector") if m else None
 
 
 def expand_recording_rules(expr: str, records: Mapping[str, str]) -> str:
@@ -169,14 +204,40 @@ def expand_recording_rules(expr: str, records: Mapping[str, str]) -> str:
     raise ValueError(f"recording rules refer to each other in a cycle: {expr!r}")
 
 
-def exposition_sample_names(exposition: str) -> set[str]:
-    """Sample names of a Prometheus text exposition (``..._bucket``, ``..._total``, as exposed)."""
-    names: set[str] = set()
-    for raw in exposition.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        m = re.match(r"[A-Za-z_:][A-Za-z0-9_:]*", line)
-        if m:
-            names.add(m.group())
-    return names
+# --------------------------------------------------------------------------------------------- building
+
+
+def number(x: float) -> str:
+    """A number as PromQL and people write it: ``5`` not ``5.0``, ``0.05`` not ``5e-02``, and exact
+    (``1234567`` stays ``1234567``, which ``{:g}`` would round to ``1.23457e+06``)."""
+    text = repr(float(x))
+    return text.removesuffix(".0")
+
+
+def matchers_of(*parts: str) -> str:
+    """Join selector matchers, dropping empty parts: ``matchers_of('a="1"', "", 'b="2"')``."""
+    return ",".join(p for p in parts if p)
+
+
+def selector(metric: str, matchers: str = "") -> str:
+    """``metric{matchers}``, or the bare name when there are no matchers."""
+    return f"{metric}{{{matchers}}}" if matchers else metric
+
+
+def by(labels: Sequence[str]) -> str:
+    """The label list of ``by (...)``: ``by(["a", "b"])`` is ``"a, b"``."""
+    return ", ".join(labels)
+
+
+def ratio_or_zero(numerator: str, denominator: str) -> str:
+    """``numerator / denominator``, with 0 (not "no data") where the numerator has no series yet.
+
+    Counters such as ``http_requests_total{status="5xx"}`` only appear after the first 5xx; without the
+    ``or ... * 0`` the ratio is empty, so a panel shows "No data" and an alert has nothing to hold.
+    """
+    return f"(\n  {numerator}\n  or\n  {denominator} * 0\n)\n/\n{denominator}"
+
+
+def job_matcher(job_regex: str) -> str:
+    """Selects the scrape jobs matching ``job_regex``."""
+    return f'job=~"{job_regex}"'

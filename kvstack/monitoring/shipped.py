@@ -5,8 +5,9 @@ variable queries), the prometheus-adapter rules and the KEDA triggers. For each,
 plain Prometheus can evaluate: recording-rule names expanded into their expressions, Grafana variables
 and the adapter's ``<<...>>`` templating filled in from an ``EvaluationContext``.
 
-The live proof (``tests/monitoring/test_live_promql.py``) evaluates all of them; the offline tests check
-their vLLM metric names against real expositions.
+The live proof (``kvstack.monitoring.live_check``, run by ``tests/monitoring/test_live_promql.py``)
+evaluates all of them; the offline tests check their vLLM metric names against real expositions. This
+module sits above both ``alerts`` and ``dashboards``, which do not import each other.
 """
 
 from __future__ import annotations
@@ -19,34 +20,33 @@ from typing import Any, Literal
 
 import yaml
 
+from kvstack.contract.kube import KUBE_STATE_METRICS_SERIES
+from kvstack.contract.metrics import vllm_metric_names
+from kvstack.contract.promql import (
+    VectorSelector,
+    expand_recording_rules,
+    label_values_selector,
+    vector_selectors,
+)
 from kvstack.monitoring.alerts.autoscaling import (
     keda_triggers,
     prometheus_adapter_rules,
     render_adapter_query,
 )
-from kvstack.monitoring.alerts.rules import KSM_HPA_CURRENT, KSM_HPA_DESIRED, KSM_HPA_MAX
-from kvstack.monitoring.alerts.selectors import (
-    VectorSelector,
-    expand_recording_rules,
-    vector_selectors,
-    vllm_metric_names,
-)
+from kvstack.monitoring.dashboards import dashboard_documents
 
-RULES_RESOURCE = "kvstack-rules.yaml"
+RULES_RESOURCE = "kvstack-rules.yaml"  # package data of kvstack.monitoring.alerts
 
 Kind = Literal["alert", "recording_rule", "panel", "dashboard_variable", "adapter", "keda", "runbook"]
 
 # Series that no local stack can have: kube-state-metrics' HPA series (no Kubernetes here). Expressions
 # made only of these are evaluated for syntax alone; their other selectors are held to returning data.
-UNAVAILABLE_LOCALLY: Mapping[str, str] = {
-    KSM_HPA_CURRENT: "kube-state-metrics (needs a Kubernetes HPA)",
-    KSM_HPA_DESIRED: "kube-state-metrics (needs a Kubernetes HPA)",
-    KSM_HPA_MAX: "kube-state-metrics (needs a Kubernetes HPA)",
-}
+UNAVAILABLE_LOCALLY: Mapping[str, str] = dict.fromkeys(
+    KUBE_STATE_METRICS_SERIES, "kube-state-metrics (needs a Kubernetes HPA)"
+)
 
 GRAFANA_BUILTINS = frozenset({"__rate_interval", "__interval", "__range", "__range_s", "__range_ms"})
 _GRAFANA_VARIABLE = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)|\[\[(\w+)\]\]")
-_LABEL_VALUES = re.compile(r"^\s*label_values\((?P<selector>.*),\s*(?P<label>\w+)\s*\)\s*$", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -112,8 +112,7 @@ def committed_rules() -> dict[str, Any]:
 
 
 def committed_dashboards() -> dict[str, dict[str, Any]]:
-    from kvstack.monitoring.dashboards import dashboard_documents
-
+    """The committed dashboards' JSON, parsed (package data)."""
     return dashboard_documents()
 
 
@@ -192,11 +191,11 @@ def _dashboard_expressions(
             continue
         query = variable.get("query")
         text = query.get("query", "") if isinstance(query, dict) else str(query)
-        m = _LABEL_VALUES.match(text)
-        if m is None:
+        selector = label_values_selector(text)
+        if selector is None:
             raise ValueError(f"{file_name}: variable {variable['name']}: unsupported query {text!r}")
         origin = f"{file_name}: variable ${variable['name']}"
-        promql = fill_grafana_variables(m.group("selector"), values)
+        promql = fill_grafana_variables(selector, values)
         out.append(ShippedExpression("dashboard_variable", origin, text, promql))
     return out
 
