@@ -91,3 +91,12 @@ def test_a_forbidden_import_breaks_its_contract(contract_id: str, package_copy: 
     name = next(str(c["name"]) for c in _contracts() if c["id"] == contract_id)
     assert "BROKEN" in broken.stdout
     assert " ".join(name.split()) in " ".join(broken.stdout.split())
+
+
+def test_docs_architecture_names_every_contract() -> None:
+    doc = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8").replace("\\|", "|")
+    flat = " ".join(doc.split())
+    for contract in _contracts():
+        assert " ".join(str(contract["name"]).split()) in flat, contract["id"]
+    for layer in ("kvstack.cli", "kvstack.local", "kvstack.infra", "kvstack.bench", "kvstack.monitoring"):
+        assert layer in doc
