@@ -13,7 +13,7 @@ from typing import Any
 
 from kvstack.contract.kube import NAMESPACE_LABEL, POD_LABEL
 from kvstack.contract.metrics import KV_CACHE_USAGE, REQUESTS_WAITING
-from kvstack.contract.promql import matchers_of, number, selector
+from kvstack.contract.promql import matchers_of, number, selector, vector_selectors
 from kvstack.contract.types import is_dns_label
 
 # Custom-metric names the adapter publishes per pod (Kubernetes metric names: no colons).
@@ -60,10 +60,10 @@ def prometheus_adapter_rules() -> dict[str, Any]:
 
 def adapter_series_name(rule: dict[str, Any]) -> str:
     """The Prometheus series a rule's ``seriesQuery`` discovers (what the adapter passes as ``.Series``)."""
-    m = re.match(r"[A-Za-z_:][A-Za-z0-9_:]*", str(rule["seriesQuery"]))
-    if m is None:
+    selectors = vector_selectors(str(rule["seriesQuery"]))
+    if not selectors or not selectors[0].name:
         raise ValueError(f"seriesQuery has no metric name: {rule['seriesQuery']!r}")
-    return m.group()
+    return selectors[0].name
 
 
 def render_adapter_query(rule: dict[str, Any], *, namespace: str, pod: str | Sequence[str]) -> str:
