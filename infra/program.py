@@ -76,7 +76,7 @@ def main() -> VllmService:
     source = stack_source()
     raw, secret_keys = read_config()
     try:
-        config = parse_stack_config(raw, source=source, secret_keys=secret_keys)
+        config = parse_stack_config(raw, source=source, secret_keys=secret_keys, base_dir=project_dir())
         plan = build_stack(config, base_dir=project_dir(), source=source)
     except (ConfigError, CapacityError) as exc:
         raise pulumi.RunError(str(exc)) from None

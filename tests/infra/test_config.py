@@ -24,7 +24,6 @@ from kvstack.infra.config import (
     parse_stack_config,
     read_stack_file,
 )
-from kvstack.infra.stack import build_stack
 from kvstack.monitoring.alerts.thresholds import AlertThresholds
 
 Edit = Callable[[dict[str, Any]], None]
@@ -243,11 +242,10 @@ def test_bad_config_is_refused_naming_field_and_file(
     assert words in line, line
 
 
-def test_bad_model_shape_is_refused_at_planning(write_stack: Callable[..., Path]) -> None:
+def test_bad_model_shape_is_refused_when_the_stack_loads(write_stack: Callable[..., Path]) -> None:
     folder = write_stack("bad", edit=_set("model", shape="llama-9000"))
-    stack_file, config = load_stack("bad", folder)
     with pytest.raises(ConfigError) as caught:
-        build_stack(config, base_dir=folder, source=stack_file.source)
+        load_stack("bad", folder)
     assert caught.value.fields == ["kvstack:model.shape"]
     assert "Pulumi.bad.yaml (stack bad)" in str(caught.value)
     assert "llama-3.1-8b" in str(caught.value)  # lists the built-in shapes
@@ -258,11 +256,10 @@ def test_unknown_model_without_shape_asks_for_one(write_stack: Callable[..., Pat
         config["kvstack:model"] = {"id": "acme/secret-model-7b"}
 
     folder = write_stack("bad", edit=edit)
-    stack_file, config = load_stack("bad", folder)
     with pytest.raises(
         ConfigError, match=r"kvstack:model.shape: no built-in shape for model.id 'acme/secret-model-7b'"
     ):
-        build_stack(config, base_dir=folder, source=stack_file.source)
+        load_stack("bad", folder)
 
 
 def test_every_problem_is_reported_at_once(write_stack: Callable[..., Path]) -> None:

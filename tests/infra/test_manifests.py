@@ -215,7 +215,7 @@ def test_hpa_scales_on_the_adapter_metrics_with_explicit_behavior() -> None:
     published = {rule["name"]["as"] for rule in prometheus_adapter_rules()["rules"]}
     assert set(targets) <= published
     up, down = hpa["behavior"]["scaleUp"], hpa["behavior"]["scaleDown"]
-    assert up["stabilizationWindowSeconds"] == config.scaling.scale_up.stabilization_window_seconds == 180
+    assert up["stabilizationWindowSeconds"] == config.scaling.scale_up.stabilization_window_seconds == 300
     assert up["policies"] == [{"type": "Pods", "value": 2, "periodSeconds": 120}]
     assert down["stabilizationWindowSeconds"] == 600
 
@@ -233,7 +233,7 @@ def test_keda_scaled_object_uses_the_alerts_triggers() -> None:
     assert (spec["minReplicaCount"], spec["maxReplicaCount"], spec["cooldownPeriod"]) == (1, 1, 360)
     assert (
         spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleUp"]["stabilizationWindowSeconds"]
-        == 180
+        == 300
     )
 
 
