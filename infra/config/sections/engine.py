@@ -53,15 +53,28 @@ class EngineSpec(Strict):
     max_model_len: int = Field(
         ge=16, le=10_000_000, description="longest request (prompt + output) in tokens"
     )
-    gpu_memory_utilization: float = Field(default=0.9, gt=0, le=0.98)
-    max_num_seqs: int = Field(default=256, ge=1, le=65_536)
-    max_num_batched_tokens: int | None = Field(default=None, ge=16, le=10_000_000)
-    tensor_parallel_size: int = Field(default=1, ge=1, le=16)
-    dtype: Literal["auto", "bfloat16", "float16", "half", "float32"] = "auto"
-    kv_cache_dtype: Literal["auto", "bfloat16", "fp8", "fp8_e4m3", "fp8_e5m2"] = "auto"
+    gpu_memory_utilization: float = Field(
+        default=0.9, gt=0, le=0.98, description="share of each GPU's memory vLLM may use"
+    )
+    max_num_seqs: int = Field(default=256, ge=1, le=65_536, description="most requests decoded at once")
+    max_num_batched_tokens: int | None = Field(
+        default=None,
+        ge=16,
+        le=10_000_000,
+        description="tokens per scheduler step (prefill chunk); unset: vLLM's choice",
+    )
+    tensor_parallel_size: int = Field(
+        default=1, ge=1, le=16, description="GPUs one replica shards the model over (= gpu.count)"
+    )
+    dtype: Literal["auto", "bfloat16", "float16", "half", "float32"] = Field(
+        default="auto", description="weights and activations dtype"
+    )
+    kv_cache_dtype: Literal["auto", "bfloat16", "fp8", "fp8_e4m3", "fp8_e5m2"] = Field(
+        default="auto", description="KV-cache dtype (fp8 halves KV bytes)"
+    )
     enable_prefix_caching: bool = True
     block_size: Literal[8, 16, 32, 64, 128] | None = Field(
-        default=None, description="tokens per KV block; None: vLLM's default (16 on GPU)"
+        default=None, description="tokens per KV block; unset: vLLM's default (16 on GPU)"
     )
     kv_cache_memory_gib: float | None = Field(
         default=None, gt=0, le=4096, description="fixed KV memory per GPU (--kv-cache-memory-bytes)"
