@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from kvstack.infra.config.errors import NAMESPACE, ConfigError, Issue, field_path, issues_from
+from kvstack.infra.config.errors import CROSS_CHECK, NAMESPACE, ConfigError, Issue, field_path, issues_from
 from kvstack.infra.config.sections.secrets import SECRET_KEYS
 from kvstack.infra.config.stack import StackConfig, is_secure_value, unknown_key_message
 
@@ -21,6 +21,8 @@ def _top_level_issue(err: Mapping[str, Any]) -> Issue | None:
     if not loc:
         return None
     key = str(loc[0])
+    if err["type"] == CROSS_CHECK:
+        return None
     if err["type"] == "extra_forbidden" and len(loc) == 1:
         return Issue(field_path(loc), unknown_key_message(key))
     if key in SECRET_KEYS and not isinstance(err.get("input"), Mapping) and len(loc) <= 2:

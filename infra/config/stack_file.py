@@ -48,6 +48,14 @@ def load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=UniqueKeyLoader)
 
 
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error on one line, with where it is."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        return f"not valid YAML at line {mark.line + 1}, column {mark.column + 1}: {exc.problem}"
+    return "not valid YAML: " + " ".join(str(exc).split())
+
+
 @dataclass(frozen=True)
 class StackFile:
     """A parsed ``Pulumi.<stack>.yaml``: its ``kvstack`` values as written and which keys were secrets."""
@@ -108,7 +116,7 @@ def read_stack_file(path: Path) -> StackFile:
     try:
         document = load_yaml(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(source, [Issue("file", f"not valid YAML: {exc}")]) from None
+        raise ConfigError(source, [Issue("file", yaml_problem(exc))]) from None
     if document is None:
         document = {}
     if not isinstance(document, dict):
