@@ -325,3 +325,15 @@ def test_every_bad_stack_is_refused_by_each_command(
     assert "Traceback" not in captured.err + captured.out
     assert not out.exists()
     assert not outputs.exists()
+
+
+def test_lint_fails_a_stack_reachable_from_every_namespace(
+    write_stack: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    def edit(config: dict[str, Any]) -> None:
+        config["kvstack:network"] = {"enabled": False}
+
+    folder = write_stack("open", edit=edit)
+    assert run("lint", "--stack", "open", "--project-dir", str(folder), "--no-schema") == 1
+    out = capsys.readouterr().out
+    assert "FAIL  network        Deployment/vllm is reachable from every namespace" in out
