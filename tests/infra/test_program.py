@@ -89,6 +89,7 @@ OUTPUT_KEYS = {
     "autoscaling",
     "dashboard_uids",
     "capacity",
+    "slo",
 }
 
 
