@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 
 from kvstack.infra.capacity import ModelShape, ShapeError, builtin_shapes, load_shape, shape_for_model_id
 from kvstack.infra.config.sections.gpu import KNOWN_GPU_MEMORY_BYTES
-from kvstack.infra.config.sections.monitoring import PLACEHOLDER_RUNBOOK_HOST
+from kvstack.infra.config.sections.monitoring import is_placeholder_url
 from kvstack.infra.config.types import duration_seconds
 
 if TYPE_CHECKING:
@@ -198,7 +198,7 @@ def production_defaults(config: StackConfig) -> list[Problem]:
             )
         )
     runbooks = config.monitoring.alerts.runbook_base_url
-    if urlparse(runbooks).hostname == PLACEHOLDER_RUNBOOK_HOST:
+    if is_placeholder_url(runbooks):
         problems.append(
             (
                 ("monitoring", "alerts", "runbook_base_url"),

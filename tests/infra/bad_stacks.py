@@ -379,4 +379,10 @@ BAD_STACKS: list[BadStack] = [
         "placeholder",
         lambda config: config["kvstack:monitoring"]["alerts"].pop("runbook_base_url"),
     ),
+    BadStack(
+        "runbooks-on-a-reserved-domain",
+        "kvstack:monitoring.alerts.runbook_base_url",
+        "placeholder",
+        lambda config: config["kvstack:monitoring"]["alerts"].update(runbook_base_url="https://wiki.invalid/rb"),
+    ),
 ]

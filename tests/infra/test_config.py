@@ -257,6 +257,8 @@ def test_model_validate_alone_refuses_each_bad_config(edit: Edit, field: str) ->
 
 def test_the_bad_stacks_cover_each_kind_at_least_30_times() -> None:
     assert len(BAD_STACKS) >= 30
+    docs = (PROJECT_DIR / "docs" / "infra.md").read_text(encoding="utf-8")
+    assert f"({len(BAD_STACKS)} of them besides the {len(BAD_CONFIGS)} of" in docs
     assert len({case.id for case in BAD_STACKS}) == len(BAD_STACKS)
     assert not {case.id for case in BAD_STACKS} & {b[0] for b in BAD_CONFIGS}
 

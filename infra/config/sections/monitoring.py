@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import urlparse
 
 from pydantic import Field, field_validator
 
 from kvstack.infra.config.types import Duration, K8sName, LabelMap, Strict
 from kvstack.monitoring.alerts.thresholds import AlertThresholds
 
-PLACEHOLDER_RUNBOOK_HOST = "kvstack.invalid"
-"""The host of the alerts' default ``runbook_base_url``: a placeholder that a real stack must replace."""
+PLACEHOLDER_TLD = "invalid"
+"""The alerts' default ``runbook_base_url`` is on ``kvstack.invalid``: ``.invalid`` is reserved (RFC 2606)
+and never resolves, so a runbook link there is a placeholder that a real stack must replace."""
+
+
+def is_placeholder_url(url: str) -> bool:
+    host = (urlparse(url).hostname or "").rstrip(".")
+    return host == PLACEHOLDER_TLD or host.endswith(f".{PLACEHOLDER_TLD}")
 
 
 class MonitoringSpec(Strict):
