@@ -2,10 +2,10 @@
 
 ``StackConfig.model_validate(values)`` alone refuses every bad config: each section checks itself, and the
 stack's validator runs the rules that span sections (:mod:`kvstack.infra.config.checks`), including the
-model-aware ones that read the model's config.json. ``values`` is either the namespace-stripped mapping
-(``{"engine": {...}}``) or a stack file's ``config:`` mapping as written (``{"kvstack:engine": {...},
-"kubernetes:context": ...}``): keys of other namespaces are skipped, a near miss of ``kvstack`` is an error,
-and a ``{secure: ...}`` value is a Pulumi secret.
+model-aware ones that read the model's config.json. ``values`` is the namespace-stripped mapping
+(``{"engine": {...}}``), a stack file's ``config:`` mapping as written (``{"kvstack:engine": {...},
+"kubernetes:context": ...}``) or the whole parsed stack file: keys of other namespaces are skipped, a near
+miss of ``kvstack`` is an error, and a ``{secure: ...}`` value is a Pulumi secret.
 """
 
 from __future__ import annotations
@@ -129,7 +129,11 @@ class StackConfig(Strict):
     @model_validator(mode="before")
     @classmethod
     def _stack_file_keys(cls, data: Any) -> Any:
-        return strip_namespace(data) if isinstance(data, Mapping) else data
+        if not isinstance(data, Mapping):
+            return data
+        if isinstance(data.get("config"), Mapping):
+            data = data["config"]  # a whole stack file document (config:, encryptionsalt:, ...)
+        return strip_namespace(data)
 
     @model_validator(mode="after")
     def _cross_checks(self, info: ValidationInfo) -> StackConfig:

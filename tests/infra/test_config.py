@@ -288,6 +288,14 @@ def test_the_stack_file_without_its_bad_edit_loads(tmp_path: Path) -> None:
     assert load_stack("bad", folder)[1] == example_config("prod")
 
 
+def test_model_validate_takes_a_stack_file_as_parsed() -> None:
+    document = stack_document("prod")
+    expected = example_config("prod")
+    context = {"base_dir": PROJECT_DIR}
+    assert StackConfig.model_validate(document, context=context) == expected
+    assert StackConfig.model_validate(document["config"], context=context) == expected
+
+
 def test_other_namespaces_stay_allowed(write_stack: Callable[..., Path]) -> None:
     def edit(config: dict[str, Any]) -> None:
         config["kubernetes:context"] = "gpu-cluster"
