@@ -23,8 +23,8 @@ QUEUE_METRIC = "vllm_num_requests_waiting"
 # Defaults defended in docs/autoscaling.md (infra's stack config may override them).
 DEFAULT_QUEUE_TARGET = 3.0  # waiting requests per replica (GKE's guide: 3-5)
 DEFAULT_KV_CACHE_TARGET = 0.8  # mean KV-cache usage per replica (0-1)
-SCALE_UP_STABILIZATION_SECONDS = 300  # llm-d: pods take minutes to become Ready
-SCALE_DOWN_STABILIZATION_SECONDS = 600
+# The stabilization windows (scale-up 300 s, scale-down 600 s) are defaults of the stack config only:
+# kvstack.infra.config.ScaleUpBehavior / ScaleDownBehavior.
 KEDA_COOLDOWN_SECONDS = 360  # production-stack's KEDA cooldownPeriod
 
 _ADAPTER_SOURCES: dict[str, tuple[str, str]] = {

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from kvstack.bench.config import (
-    ConfigError,
     VerifyConfig,
     build_config,
     deep_merge,
@@ -23,6 +22,7 @@ from kvstack.bench.config import (
 )
 from kvstack.bench.console import make_display, render_report, result_console
 from kvstack.bench.report import EXIT_ERROR
+from kvstack.errors import ConfigError
 
 DEFAULT_OUT = Path("reports/verify")
 API_KEY_ENV = "VLLM_API_KEY"

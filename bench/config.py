@@ -14,12 +14,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from kvstack.contract.metrics import PREFIX_CACHE_HITS
+from kvstack.errors import ConfigError  # the project's one config error
 
 CONFIG_VERSION = 1
-
-
-class ConfigError(ValueError):
-    """The configuration file or flags are invalid; the message names the field (and the file)."""
 
 
 class _Strict(BaseModel):

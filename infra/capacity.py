@@ -144,7 +144,15 @@ def load_shape(spec: str, *, base_dir: Path | None = None) -> ModelShape:
         raise ShapeError(
             f"{spec!r} is neither a built-in shape ({', '.join(builtin_shapes())}) nor a config.json file"
         )
-    return _parse_shape(path.read_text(encoding="utf-8"), name=path.parent.name or spec, where=str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ShapeError(
+            f"{path}: not JSON text (byte {exc.object[exc.start]:#04x} at offset {exc.start})"
+        ) from None
+    except OSError as exc:
+        raise ShapeError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    return _parse_shape(text, name=path.parent.name or spec, where=str(path))
 
 
 def _parse_shape(text: str, *, name: str, where: str) -> ModelShape:

@@ -9,8 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import typing
 from pathlib import Path
 from typing import Any
+
+from pydantic import BaseModel
 
 from kvstack.infra.capacity import (
     PlanInputs,
@@ -21,11 +24,20 @@ from kvstack.infra.capacity import (
     estimate,
     load_shape,
 )
-from kvstack.infra.config import KNOWN_GPU_MEMORY_BYTES, ConfigError, StackConfig, load_stack
+from kvstack.infra.config import (
+    KNOWN_GPU_MEMORY_BYTES,
+    CapacitySpec,
+    ConfigError,
+    EngineSpec,
+    GpuSpec,
+    StackConfig,
+    load_stack,
+)
 from kvstack.infra.stack import CapacityError, StackPlan, build_stack, plan_inputs
 
 OK, CHECK_FAILED, BAD_INPUT = 0, 1, 2
 
+_SECTION_OF: dict[type[BaseModel], str] = {EngineSpec: "engine", GpuSpec: "gpu", CapacitySpec: "capacity"}
 _STACK_HELP = "stack name: reads Pulumi.NAME.yaml from the project directory"
 _PROJECT_HELP = "folder with Pulumi.yaml and the stack files (default: current directory)"
 _EPILOG_PLAN = """examples:
@@ -65,27 +77,75 @@ def _add_plan(subparsers: Any) -> None:
     plan.add_argument("--stack", metavar="NAME", help=_STACK_HELP + "; flags below override its values")
     plan.add_argument("--project-dir", type=Path, default=Path("."), metavar="DIR", help=_PROJECT_HELP)
     plan.add_argument("--model", metavar="SHAPE", help="built-in shape name or path to a config.json")
-    plan.add_argument("--max-model-len", type=int, metavar="TOKENS")
+    _model_flag(plan, "--max-model-len", EngineSpec, "max_model_len", kind=int, metavar="TOKENS")
     plan.add_argument("--gpu", metavar="PRODUCT", help="GPU product with known memory (see below)")
-    plan.add_argument(
-        "--gpu-memory-gib", type=float, metavar="GIB", help="one GPU's total memory as CUDA reports it"
+    _model_flag(plan, "--gpu-memory-gib", GpuSpec, "memory_gib", kind=float, metavar="GIB")
+    _model_flag(
+        plan, "--gpu-memory-utilization", EngineSpec, "gpu_memory_utilization", kind=float, metavar="FRACTION"
     )
-    plan.add_argument("--gpu-memory-utilization", type=float, metavar="FRACTION")
-    plan.add_argument(
+    _model_flag(
+        plan,
         "--kv-cache-gib",
-        type=float,
+        EngineSpec,
+        "kv_cache_memory_gib",
+        kind=float,
         metavar="GIB",
-        help="explicit KV memory per GPU (CPU: VLLM_CPU_KVCACHE_SPACE)",
+        extra="CPU: VLLM_CPU_KVCACHE_SPACE",
     )
-    plan.add_argument("--block-size", type=int, metavar="TOKENS")
-    plan.add_argument("--kv-cache-dtype", choices=["auto", "bfloat16", "fp8", "fp8_e4m3", "fp8_e5m2"])
-    plan.add_argument("--dtype", choices=["auto", "bfloat16", "float16", "half", "float32"])
-    plan.add_argument("--tensor-parallel-size", type=int, metavar="N")
-    plan.add_argument("--max-num-seqs", type=int, metavar="N")
-    plan.add_argument("--max-num-batched-tokens", type=int, metavar="N")
-    plan.add_argument("--min-concurrency", type=float, metavar="N", help="the floor (stack default, else 4)")
+    _model_flag(plan, "--block-size", EngineSpec, "block_size", kind=int, metavar="TOKENS")
+    _model_flag(plan, "--kv-cache-dtype", EngineSpec, "kv_cache_dtype", kind=str)
+    _model_flag(plan, "--dtype", EngineSpec, "dtype", kind=str)
+    _model_flag(plan, "--tensor-parallel-size", EngineSpec, "tensor_parallel_size", kind=int, metavar="N")
+    _model_flag(plan, "--max-num-seqs", EngineSpec, "max_num_seqs", kind=int, metavar="N")
+    _model_flag(plan, "--max-num-batched-tokens", EngineSpec, "max_num_batched_tokens", kind=int, metavar="N")
+    _model_flag(plan, "--min-concurrency", CapacitySpec, "min_concurrency", kind=float, metavar="N")
     plan.add_argument("--json", action="store_true", help="print the estimate as JSON")
     plan.set_defaults(func=run_plan)
+
+
+def model_flag_help(model: type[BaseModel], field: str, *, extra: str | None = None) -> str:
+    """A flag's help from the config model: the field's description and default (``--help`` can't drift)."""
+    info = model.model_fields[field]
+    words = info.description or field.replace("_", " ")
+    if extra:
+        words += f" ({extra})"
+    section = _SECTION_OF[model]
+    if info.is_required():
+        return f"{words}; overrides kvstack:{section}.{field}"
+    default = info.get_default(call_default_factory=True)
+    shown = "unset" if default is None else f"{default:g}" if isinstance(default, float) else str(default)
+    return f"{words}; overrides kvstack:{section}.{field} (stack default {shown})"
+
+
+def _model_flag(
+    parser: argparse.ArgumentParser,
+    flag: str,
+    model: type[BaseModel],
+    field: str,
+    *,
+    kind: type,
+    metavar: str | None = None,
+    extra: str | None = None,
+) -> None:
+    """A ``plan`` flag that overrides one config field: its choices and help come from the model."""
+    parser.add_argument(
+        flag,
+        type=kind,
+        metavar=metavar,
+        choices=_literal_choices(model.model_fields[field].annotation),
+        help=model_flag_help(model, field, extra=extra),
+    )
+
+
+def _literal_choices(annotation: Any) -> list[Any] | None:
+    """The values of a ``Literal[...]`` (also inside ``X | None``), else None."""
+    if typing.get_origin(annotation) is typing.Literal:
+        return list(typing.get_args(annotation))
+    for arg in typing.get_args(annotation):
+        found = _literal_choices(arg)
+        if found is not None:
+            return found
+    return None
 
 
 def _add_render(subparsers: Any) -> None:
@@ -165,7 +225,7 @@ _OVERRIDES = {
 def _plan_inputs(args: argparse.Namespace) -> tuple[PlanInputs, float, str]:
     """Inputs from --stack and/or flags; raises ConfigError/ShapeError/ValueError on bad input."""
     base: dict[str, Any] = {}
-    floor, source = 4.0, "flags"
+    floor, source = CapacitySpec().min_concurrency, "flags"
     if args.stack:
         source, config = _load(args.stack, args.project_dir)
         stack_inputs = plan_inputs(config, base_dir=args.project_dir, source=source)

@@ -11,6 +11,8 @@ Each check is a small pure function returning :class:`Finding` s; a stack passes
   metrics, >= 1 of them vLLM's, and none of vLLM's removed names
 * ``autoscaling``: an HPA or KEDA ScaledObject on the Deployment with min <= max, targets on every
   metric, and scale-up/scale-down stabilization windows
+* ``network``: a NetworkPolicy selects the vLLM pods, and none of its ingress rules admits every
+  namespace (no ``from``, an empty ``namespaceSelector``) or every address (``0.0.0.0/0``)
 * ``adapter``: (WARN, never a failure) an HPA on custom ``Pods`` metrics whose prometheus-adapter wiring
   is not declared (``monitoring.adapter_wiring``): the HPA would have nothing to scale on
 """
@@ -498,6 +500,57 @@ def check_adapter_wiring(bodies: Sequence[dict[str, Any]], deployment: dict[str,
     return out
 
 
+def _policy_selects(policy: dict[str, Any], labels: dict[str, str]) -> bool:
+    spec = policy.get("spec") or {}
+    selector = spec.get("podSelector") or {}
+    match = selector.get("matchLabels") or {}
+    if selector.get("matchExpressions"):
+        return False  # not evaluated here: treat as not selecting, so lint never over-trusts it
+    types = spec.get("policyTypes") or (["Ingress"] if "ingress" in spec or "egress" not in spec else [])
+    return "Ingress" in types and all(labels.get(k) == v for k, v in match.items())
+
+
+def _open_peers(policy: dict[str, Any]) -> list[str]:
+    """What each ingress rule of a policy admits that reaches beyond what it names."""
+    out = []
+    for i, rule in enumerate((policy.get("spec") or {}).get("ingress") or []):
+        peers = rule.get("from")
+        if not peers:
+            out.append(f"ingress[{i}] has no 'from': every source in every namespace")
+            continue
+        for j, peer in enumerate(peers):
+            if "namespaceSelector" in peer and not (peer["namespaceSelector"] or {}):
+                out.append(f"ingress[{i}].from[{j}] has an empty namespaceSelector: every namespace")
+            cidr = (peer.get("ipBlock") or {}).get("cidr", "")
+            if cidr.endswith("/0"):
+                out.append(f"ingress[{i}].from[{j}] ipBlock {cidr}: every address")
+    return out
+
+
+def check_network(bodies: Sequence[dict[str, Any]], deployment: dict[str, Any]) -> list[Finding]:
+    """Fails when the vLLM pods are reachable from every namespace."""
+    where = _name(deployment)
+    labels = _pod_labels(deployment)
+    policies = [p for p in _kind(bodies, "NetworkPolicy") if _policy_selects(p, labels)]
+    if not policies:
+        return [
+            _fail(
+                "network",
+                f"{where} is reachable from every namespace: no NetworkPolicy selects its pods "
+                "(kvstack:network.enabled)",
+            )
+        ]
+    out = [
+        _fail("network", f"{_name(p)} opens {where}: {problem}")
+        for p in policies
+        for problem in _open_peers(p)
+    ]
+    if out:
+        return out
+    names = ", ".join(_name(p) for p in policies)
+    return [_ok("network", f"{names} guards {where}: no rule admits every namespace or every address")]
+
+
 def lint(bodies: Sequence[dict[str, Any]]) -> list[Finding]:
     """Every finding for a set of manifests."""
     found = _workload(bodies)
@@ -510,6 +563,7 @@ def lint(bodies: Sequence[dict[str, Any]]) -> list[Finding]:
         *check_probes(deployment, container),
         *check_service(bodies, deployment, container),
         *check_service_links(deployment),
+        *check_network(bodies, deployment),
         *check_monitoring(bodies, deployment, container),
         *check_autoscaling(bodies, deployment),
         *check_adapter_wiring(bodies, deployment),

@@ -15,6 +15,7 @@ from pulumi.runtime import config as runtime_config
 
 from kvstack.infra.component import VllmService
 from kvstack.infra.config import NAMESPACE, ConfigError, StackConfig, parse_stack_config
+from kvstack.infra.config.stack import is_near_miss
 from kvstack.infra.manifests import secret_manifests
 from kvstack.infra.manifests.workload import stack_secrets
 from kvstack.infra.stack import CapacityError, build_stack
@@ -35,13 +36,16 @@ def stack_source() -> str:
 
 
 def config_keys() -> set[str]:
-    """Every ``kvstack:`` key the engine passed, so that a misspelled key is reported, not ignored."""
+    """Every ``kvstack:`` key the engine passed, so that a misspelled key is reported, not ignored; keys of
+    a near miss of the namespace (``kvstak:api_key``) are kept whole, so that they are reported too."""
     keys: set[str] = set(StackConfig.model_fields)
     every: dict[str, Any] = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
     for full_key in every:
         namespace, _, key = str(full_key).partition(":")
         if namespace == NAMESPACE and key:
             keys.add(key)
+        elif key and is_near_miss(namespace):
+            keys.add(str(full_key))
     prefix = f"PULUMI_CONFIG_{NAMESPACE.upper()}_"
     for env_key in os.environ:
         if env_key.startswith(prefix):
@@ -56,12 +60,13 @@ def read_config() -> tuple[dict[str, Any], set[str]]:
     secret_keys: set[str] = set()
     env_secrets = set(runtime_config.get_config_secret_keys_env())
     for key in sorted(config_keys()):
-        full_key = f"{NAMESPACE}:{key}"
+        full_key = key if ":" in key else f"{NAMESPACE}:{key}"
         if runtime_config.is_config_secret(full_key) or full_key in env_secrets:
             secret_keys.add(key)
             raw[key] = None
             continue
-        value = cfg.get(key)
+        namespace, _, bare = full_key.partition(":")
+        value = cfg.get(bare) if namespace == NAMESPACE else pulumi.Config(namespace).get(bare)
         if value is None:
             continue
         try:
@@ -76,7 +81,7 @@ def main() -> VllmService:
     source = stack_source()
     raw, secret_keys = read_config()
     try:
-        config = parse_stack_config(raw, source=source, secret_keys=secret_keys)
+        config = parse_stack_config(raw, source=source, secret_keys=secret_keys, base_dir=project_dir())
         plan = build_stack(config, base_dir=project_dir(), source=source)
     except (ConfigError, CapacityError) as exc:
         raise pulumi.RunError(str(exc)) from None

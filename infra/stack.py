@@ -21,7 +21,7 @@ from kvstack.infra.capacity import (
 )
 from kvstack.infra.config import ConfigError, Issue, StackConfig
 from kvstack.infra.manifests import Manifest, build_manifests
-from kvstack.infra.manifests.monitoring import adapter_rules_values
+from kvstack.infra.manifests.monitoring import adapter_rules_values, effective_thresholds
 from kvstack.infra.manifests.names import names_of
 from kvstack.infra.manifests.workload import vllm_args
 from kvstack.monitoring.alerts.autoscaling import KV_CACHE_METRIC, QUEUE_METRIC
@@ -83,6 +83,17 @@ def plan_inputs(config: StackConfig, *, base_dir: Path, source: str) -> PlanInpu
     )
 
 
+def slo_output(config: StackConfig) -> dict[str, Any]:
+    """The objectives the alerts hold the deployment to, and the goodput floor (read by kvstack verify)."""
+    thresholds = effective_thresholds(config)
+    return {
+        "ttft_seconds": thresholds.ttft_p95_slo_seconds,
+        "itl_seconds": thresholds.itl_p99_slo_seconds,
+        "min_goodput_concurrency": config.capacity.min_goodput_concurrency,
+        "max_num_seqs": config.engine.max_num_seqs,
+    }
+
+
 def stack_outputs(config: StackConfig, manifests: list[Manifest], est: CapacityEstimate) -> dict[str, Any]:
     """What ``pulumi up`` exports (and ``kvstack render`` writes to outputs.json)."""
     names = names_of(config)
@@ -121,6 +132,7 @@ def stack_outputs(config: StackConfig, manifests: list[Manifest], est: CapacityE
         "autoscaling": autoscaling,
         "dashboard_uids": dict(DASHBOARD_UIDS) if config.monitoring.dashboards else {},
         "capacity": {**est.as_output(), "min_concurrency": config.capacity.min_concurrency},
+        "slo": slo_output(config),
     }
     adapter_values = adapter_rules_values(config)
     if adapter_values is not None:

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from kvstack.bench.cli import add_arguments, config_from_args
-from kvstack.bench.config import DEFAULT_USE_CASES, ConfigError, VerifyConfig, build_config, load_config
+from kvstack.bench.config import DEFAULT_USE_CASES, VerifyConfig, build_config, load_config
+from kvstack.errors import ConfigError
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "bench" / "verify.example.yaml"
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from kvstack.bench.cli import add_arguments, config_from_args
-from kvstack.bench.config import ConfigError
+from kvstack.errors import ConfigError
 from kvstack.infra.cli import add_parser as add_infra_commands
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 import yaml
+from bad_stacks import BAD_STACKS, BadStack
 from infra_stacks import PROJECT_DIR, example_plan
+from test_config import BAD_CONFIGS
 
 from kvstack.cli import main as kvstack_main
 from kvstack.infra import cli as infra_cli
@@ -299,3 +301,39 @@ def test_plan_and_render_through_kvstack(command: str, tmp_path: Path) -> None:
     if command == "render":
         argv += ["--out", str(tmp_path / "out")]
     assert kvstack_main(argv) == 0
+
+
+# every bad config of the suite: the 31 of test_config.py and the kinds of issue 10 (bad_stacks.py)
+EVERY_BAD_STACK = [BadStack(b[0], b[2], b[3], edit=b[1]) for b in BAD_CONFIGS] + BAD_STACKS
+
+
+@pytest.mark.parametrize("command", ["plan", "render", "lint"])
+@pytest.mark.parametrize("case", EVERY_BAD_STACK, ids=[case.id for case in EVERY_BAD_STACK])
+def test_every_bad_stack_is_refused_by_each_command(
+    case: BadStack, command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = case.write_to(tmp_path)
+    out, outputs = tmp_path / "rendered", tmp_path / "outputs.json"
+    argv = [command, "--stack", "bad", "--project-dir", str(folder)]
+    if command == "render":
+        argv += ["--out", str(out), "--outputs", str(outputs)]
+    assert kvstack_main(argv) == 2
+    captured = capsys.readouterr()
+    assert "Pulumi.bad.yaml (stack bad)" in captured.err
+    assert f"{case.field}: " in captured.err
+    assert case.words in captured.err
+    assert "Traceback" not in captured.err + captured.out
+    assert not out.exists()
+    assert not outputs.exists()
+
+
+def test_lint_fails_a_stack_reachable_from_every_namespace(
+    write_stack: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    def edit(config: dict[str, Any]) -> None:
+        config["kvstack:network"] = {"enabled": False}
+
+    folder = write_stack("open", edit=edit)
+    assert run("lint", "--stack", "open", "--project-dir", str(folder), "--no-schema") == 1
+    out = capsys.readouterr().out
+    assert "FAIL  network        Deployment/vllm is reachable from every namespace" in out

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 import yaml
-from infra_stacks import PROJECT_DIR, example_config
-from pydantic import BaseModel
+from bad_stacks import BAD_STACKS, BadStack
+from infra_stacks import PROJECT_DIR, example_config, stack_document
+from pydantic import BaseModel, ValidationError
 
 from kvstack.infra.config import (
     NAMESPACE,
@@ -24,7 +25,7 @@ from kvstack.infra.config import (
     parse_stack_config,
     read_stack_file,
 )
-from kvstack.infra.stack import build_stack
+from kvstack.infra.config.parse import config_issues
 from kvstack.monitoring.alerts.thresholds import AlertThresholds
 
 Edit = Callable[[dict[str, Any]], None]
@@ -243,11 +244,85 @@ def test_bad_config_is_refused_naming_field_and_file(
     assert words in line, line
 
 
-def test_bad_model_shape_is_refused_at_planning(write_stack: Callable[..., Path]) -> None:
-    folder = write_stack("bad", edit=_set("model", shape="llama-9000"))
-    stack_file, config = load_stack("bad", folder)
+@pytest.mark.parametrize(
+    ("edit", "field"), [(b[1], b[2]) for b in BAD_CONFIGS], ids=[b[0] for b in BAD_CONFIGS]
+)
+def test_model_validate_alone_refuses_each_bad_config(edit: Edit, field: str) -> None:
+    config = stack_document("prod")["config"]
+    edit(config)
+    with pytest.raises(ValidationError) as caught:
+        StackConfig.model_validate(config, context={"base_dir": PROJECT_DIR})
+    assert field in [issue.field for issue in config_issues(caught.value)]
+
+
+def test_the_bad_stacks_cover_each_kind_at_least_30_times() -> None:
+    assert len(BAD_STACKS) >= 30
+    docs = (PROJECT_DIR / "docs" / "infra.md").read_text(encoding="utf-8")
+    assert f"({len(BAD_STACKS)} of them besides the {len(BAD_CONFIGS)} of" in docs
+    assert len({case.id for case in BAD_STACKS}) == len(BAD_STACKS)
+    assert not {case.id for case in BAD_STACKS} & {b[0] for b in BAD_CONFIGS}
+
+
+@pytest.mark.parametrize("case", BAD_STACKS, ids=[case.id for case in BAD_STACKS])
+def test_bad_stack_is_refused_naming_field_and_file(case: BadStack, tmp_path: Path) -> None:
+    folder = case.write_to(tmp_path)
     with pytest.raises(ConfigError) as caught:
-        build_stack(config, base_dir=folder, source=stack_file.source)
+        load_stack("bad", folder)
+    message = str(caught.value)
+    assert message.startswith("Pulumi.bad.yaml (stack bad): invalid kvstack config")
+    assert case.field in caught.value.fields, message
+    line = next(line for line in message.splitlines() if line.strip().startswith(f"{case.field}:"))
+    assert case.words in line, line
+    if case.file_level:
+        return  # duplicate keys and encodings live in the file, which model_validate never sees
+    with pytest.raises(ValidationError) as invalid:
+        StackConfig.model_validate(case.document()["config"], context={"base_dir": folder})
+    issues = config_issues(invalid.value)
+    assert case.field in [issue.field for issue in issues]
+    assert any(case.words in issue.message for issue in issues if issue.field == case.field)
+
+
+def test_the_stack_file_without_its_bad_edit_loads(tmp_path: Path) -> None:
+    """The base of every bad stack is valid: each case is refused for its own edit."""
+    folder = BadStack("none", "", "").write_to(tmp_path)
+    assert load_stack("bad", folder)[1] == example_config("prod")
+
+
+def test_model_validate_takes_a_stack_file_as_parsed() -> None:
+    document = stack_document("prod")
+    expected = example_config("prod")
+    context = {"base_dir": PROJECT_DIR}
+    assert StackConfig.model_validate(document, context=context) == expected
+    assert StackConfig.model_validate(document["config"], context=context) == expected
+
+
+def test_other_namespaces_stay_allowed(write_stack: Callable[..., Path]) -> None:
+    def edit(config: dict[str, Any]) -> None:
+        config["kubernetes:context"] = "gpu-cluster"
+        config["pulumi:tags"] = {"team": "inference"}
+        config["aws:region"] = "eu-west-1"
+        config["kube:namespace"] = "elsewhere"  # far enough from kvstack to be another provider's
+
+    _, config = load_stack("ok", write_stack("ok", edit=edit))
+    assert config == example_config("prod")
+
+
+def test_a_multi_replica_stack_may_opt_out_of_the_api_key(write_stack: Callable[..., Path]) -> None:
+    def edit(config: dict[str, Any]) -> None:
+        del config["kvstack:api_key"]
+        config["kvstack:auth"] = {"allow_unauthenticated": True}
+
+    _, config = load_stack("open", write_stack("open", edit=edit))
+    assert config.api_key is None
+    assert config.max_pods == 8
+    # one replica at most needs neither (the dev stack has no key)
+    assert example_config("dev").api_key is None
+
+
+def test_bad_model_shape_is_refused_when_the_stack_loads(write_stack: Callable[..., Path]) -> None:
+    folder = write_stack("bad", edit=_set("model", shape="llama-9000"))
+    with pytest.raises(ConfigError) as caught:
+        load_stack("bad", folder)
     assert caught.value.fields == ["kvstack:model.shape"]
     assert "Pulumi.bad.yaml (stack bad)" in str(caught.value)
     assert "llama-3.1-8b" in str(caught.value)  # lists the built-in shapes
@@ -258,11 +333,10 @@ def test_unknown_model_without_shape_asks_for_one(write_stack: Callable[..., Pat
         config["kvstack:model"] = {"id": "acme/secret-model-7b"}
 
     folder = write_stack("bad", edit=edit)
-    stack_file, config = load_stack("bad", folder)
     with pytest.raises(
         ConfigError, match=r"kvstack:model.shape: no built-in shape for model.id 'acme/secret-model-7b'"
     ):
-        build_stack(config, base_dir=folder, source=stack_file.source)
+        load_stack("bad", folder)
 
 
 def test_every_problem_is_reported_at_once(write_stack: Callable[..., Path]) -> None:

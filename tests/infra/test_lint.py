@@ -106,6 +106,18 @@ def _hpa_untargeted(bodies: Bodies) -> None:
     del _of(bodies, "HorizontalPodAutoscaler")["spec"]["metrics"][0]["pods"]["target"]["averageValue"]
 
 
+def _every_namespace(bodies: Bodies) -> None:
+    _of(bodies, "NetworkPolicy")["spec"]["ingress"][0]["from"][0] = {"namespaceSelector": {}}
+
+
+def _ingress_from_anywhere(bodies: Bodies) -> None:
+    del _of(bodies, "NetworkPolicy")["spec"]["ingress"][0]["from"]
+
+
+def _every_address(bodies: Bodies) -> None:
+    _of(bodies, "NetworkPolicy")["spec"]["ingress"][0]["from"].append({"ipBlock": {"cidr": "0.0.0.0/0"}})
+
+
 # (id, mutation of the prod manifests, failing check, words in its message)
 REMOVALS: list[tuple[str, Mutation, str, str]] = [
     *[
@@ -121,6 +133,10 @@ REMOVALS: list[tuple[str, Mutation, str, str]] = [
     ("no Service", _drop_kind("Service"), "service", "/v1/completions"),
     ("Service on another port", _service_wrong_port, "service", "no Service selects"),
     ("service links on", _service_links, "service-links", "enableServiceLinks: false"),
+    ("no NetworkPolicy", _drop_kind("NetworkPolicy"), "network", "reachable from every namespace"),
+    ("peer of every namespace", _every_namespace, "network", "from[0] has an empty namespaceSelector"),
+    ("ingress from anywhere", _ingress_from_anywhere, "network", "ingress[0] has no 'from'"),
+    ("peer of every address", _every_address, "network", "ipBlock 0.0.0.0/0: every address"),
     ("no ServiceMonitor", _drop_kind("ServiceMonitor"), "monitoring", "scrapes the vLLM pods' /metrics"),
     ("scrape off /metrics", _scrape_other_path, "monitoring", "scrapes the vLLM pods' /metrics"),
     ("no rules or dashboards", _no_rules_or_dashboards, "monitoring", "need at least 4"),
@@ -158,7 +174,8 @@ CASCADES = {"service": ("monitoring",)}
 def test_example_stacks_pass(stack: str) -> None:
     findings = lint(_bodies(stack))
     assert failed(findings) == []
-    checks = {"vllm-args", "gpu", "probes", "service", "service-links", "monitoring", "autoscaling"}
+    checks = {"vllm-args", "gpu", "probes", "service", "service-links", "network", "monitoring"}
+    checks |= {"autoscaling"}
     # prod's HPA needs prometheus-adapter: the adapter check runs (and warns: the wiring is undeclared)
     assert {f.check for f in findings} == checks | ({"adapter"} if stack == "prod" else set())
 

@@ -215,7 +215,7 @@ def test_hpa_scales_on_the_adapter_metrics_with_explicit_behavior() -> None:
     published = {rule["name"]["as"] for rule in prometheus_adapter_rules()["rules"]}
     assert set(targets) <= published
     up, down = hpa["behavior"]["scaleUp"], hpa["behavior"]["scaleDown"]
-    assert up["stabilizationWindowSeconds"] == config.scaling.scale_up.stabilization_window_seconds == 180
+    assert up["stabilizationWindowSeconds"] == config.scaling.scale_up.stabilization_window_seconds == 300
     assert up["policies"] == [{"type": "Pods", "value": 2, "periodSeconds": 120}]
     assert down["stabilizationWindowSeconds"] == 600
 
@@ -233,7 +233,7 @@ def test_keda_scaled_object_uses_the_alerts_triggers() -> None:
     assert (spec["minReplicaCount"], spec["maxReplicaCount"], spec["cooldownPeriod"]) == (1, 1, 360)
     assert (
         spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleUp"]["stabilizationWindowSeconds"]
-        == 180
+        == 300
     )
 
 
@@ -347,3 +347,41 @@ def test_adapter_rules_values_are_the_chart_values() -> None:
     assert example_plan("dev").outputs["autoscaling"]["fallback"] == {"failure_threshold": 3, "replicas": 1}
     (adapter,) = [b for b in _by_kind("prod")["ConfigMap"] if "config.yaml" in b["data"]]
     assert adapter["metadata"]["annotations"]["kvstack.dev/adapter-wiring"] == "undeclared"
+
+
+def _alert_expr(plan_manifests: list[Any], alert: str) -> str:
+    (rule,) = [m.body for m in plan_manifests if m.kind == "PrometheusRule"]
+    (expr,) = [r["expr"] for g in rule["spec"]["groups"] for r in g["rules"] if r.get("alert") == alert]
+    return str(expr)
+
+
+def test_slo_output_holds_the_objectives_the_alerts_use(write_stack: Any) -> None:
+    from kvstack.infra.config import load_stack
+    from kvstack.infra.stack import build_stack
+
+    prod = example_plan("prod")
+    assert prod.outputs["slo"] == {
+        "ttft_seconds": 2.5,
+        "itl_seconds": 0.1,
+        "min_goodput_concurrency": None,
+        "max_num_seqs": 256,
+    }
+
+    def edit(config: dict[str, Any]) -> None:
+        config["kvstack:monitoring"]["alerts"] |= {"ttft_p95_slo_seconds": 1.2, "itl_p99_slo_seconds": 0.05}
+        config["kvstack:capacity"]["min_goodput_concurrency"] = 32
+        config["kvstack:engine"]["max_num_seqs"] = 128
+
+    folder = write_stack("slo", edit=edit)
+    stack_file, config = load_stack("slo", folder)
+    plan = build_stack(config, base_dir=folder, source=stack_file.source)
+    slo = plan.outputs["slo"]
+    assert slo == {
+        "ttft_seconds": 1.2,
+        "itl_seconds": 0.05,
+        "min_goodput_concurrency": 32,
+        "max_num_seqs": 128,
+    }
+    assert _alert_expr(plan.manifests, "VLLMTTFTP95OverSLO").endswith(f"> {slo['ttft_seconds']}")
+    assert _alert_expr(plan.manifests, "VLLMITLP99OverSLO").endswith(f"> {slo['itl_seconds']}")
+    assert f"--max-num-seqs {slo['max_num_seqs']}" in " ".join(plan.outputs["vllm_args"])

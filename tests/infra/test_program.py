@@ -89,6 +89,7 @@ OUTPUT_KEYS = {
     "autoscaling",
     "dashboard_uids",
     "capacity",
+    "slo",
 }
 
 
@@ -224,6 +225,18 @@ def test_misspelled_key_fails_preview(mocks: RecordingMocks) -> None:
         pulumi.RunError, match=r"kvstack:scalling: unknown config key \(did you mean kvstack:scaling"
     ):
         _run(mocks, "prod", config)
+
+
+def test_misspelled_namespace_fails_preview(mocks: RecordingMocks) -> None:
+    config = stack_document("prod")["config"]
+    config["kvstak:api_key"] = config.pop("kvstack:api_key")
+    config["kubernetes:context"] = "gpu-cluster"  # another namespace: the provider's, allowed
+    with pytest.raises(pulumi.RunError) as caught:
+        _run(mocks, "prod", config)
+    message = str(caught.value)
+    assert "kvstak:api_key: namespace 'kvstak' is a misspelling of 'kvstack'" in message
+    assert "kubernetes:context" not in message
+    assert not [r for r in mocks.resources if r.typ != COMPONENT_TYPE]
 
 
 def test_stack_below_capacity_floor_fails_preview(mocks: RecordingMocks) -> None:
