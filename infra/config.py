@@ -34,6 +34,7 @@ from pydantic import (
     field_validator,
 )
 
+from kvstack.infra.router_config import RouterSection, router_cross_checks
 from kvstack.monitoring.alerts.thresholds import AlertThresholds
 
 NAMESPACE = "kvstack"
@@ -483,6 +484,7 @@ class StackConfig(Strict):
     monitoring: MonitoringSpec = MonitoringSpec()
     network: NetworkSpec = NetworkSpec()
     capacity: CapacitySpec = CapacitySpec()
+    router: RouterSection = RouterSection()
     hf_token: SecretSource | None = None
     api_key: SecretSource | None = None
 
@@ -772,6 +774,7 @@ def cross_checks(config: StackConfig) -> list[Issue]:
             )
         if peer.except_cidrs and peer.cidr is None:
             issues.append(Issue(f"kvstack:network.allowed_sources[{i}].except_cidrs", "needs cidr"))
+    issues += [Issue(field, message) for field, message in router_cross_checks(config)]
     return issues
 
 

@@ -22,8 +22,9 @@ from kvstack.infra.capacity import (
 from kvstack.infra.config import ConfigError, Issue, StackConfig
 from kvstack.infra.manifests import Manifest, build_manifests
 from kvstack.infra.manifests.monitoring import adapter_rules_values
-from kvstack.infra.manifests.names import names_of
+from kvstack.infra.manifests.names import ROUTER_METRICS_PATH, names_of, router_scrape_job, selector_labels
 from kvstack.infra.manifests.workload import vllm_args
+from kvstack.infra.router_config import ROUTER_VERSION, router_enabled
 from kvstack.monitoring.alerts.autoscaling import KV_CACHE_METRIC, QUEUE_METRIC
 from kvstack.monitoring.dashboards import DASHBOARD_UIDS
 
@@ -86,7 +87,11 @@ def plan_inputs(config: StackConfig, *, base_dir: Path, source: str) -> PlanInpu
 def stack_outputs(config: StackConfig, manifests: list[Manifest], est: CapacityEstimate) -> dict[str, Any]:
     """What ``pulumi up`` exports (and ``kvstack render`` writes to outputs.json)."""
     names = names_of(config)
-    endpoint = f"http://{names.service}.{config.namespace}.svc.cluster.local:{config.engine.port}"
+    engine_endpoint = f"http://{names.service}.{config.namespace}.svc.cluster.local:{config.engine.port}"
+    router_on = router_enabled(config)
+    router_host = f"{names.router}.{config.namespace}.svc.cluster.local"
+    # what clients (and `kvstack verify --stack-outputs`) use: the router when there is one
+    endpoint = f"http://{router_host}:{config.router.port}" if router_on else engine_endpoint
     scaling = config.scaling
     autoscaling: dict[str, Any] = {"mode": scaling.mode}
     if config.autoscaled:
@@ -111,9 +116,11 @@ def stack_outputs(config: StackConfig, manifests: list[Manifest], est: CapacityE
     outputs: dict[str, Any] = {
         "namespace": config.namespace,
         "endpoint": endpoint,
+        "engine_endpoint": engine_endpoint,
         "completions_url": f"{endpoint}/v1/completions",
         "chat_completions_url": f"{endpoint}/v1/chat/completions",
-        "metrics_url": f"{endpoint}/metrics",
+        # vLLM's metrics through the engine Service (one pod per scrape; Prometheus scrapes each pod)
+        "metrics_url": f"{engine_endpoint}/metrics",
         "served_model_name": config.model.served_model_name,
         "image": config.image.reference,
         "vllm_args": vllm_args(config),
@@ -122,6 +129,20 @@ def stack_outputs(config: StackConfig, manifests: list[Manifest], est: CapacityE
         "dashboard_uids": dict(DASHBOARD_UIDS) if config.monitoring.dashboards else {},
         "capacity": {**est.as_output(), "min_concurrency": config.capacity.min_concurrency},
     }
+    if router_on:
+        router = config.router
+        assert router.image is not None  # router_cross_checks
+        outputs["router"] = {
+            "policy": router.policy,
+            "replicas": router.replicas,
+            "image": router.image.reference,
+            "version": ROUTER_VERSION,
+            "service": names.router,
+            "deployment": names.router,
+            "metrics_url": f"http://{router_host}:{router.metrics_port}{ROUTER_METRICS_PATH}",
+            "scrape_job": router_scrape_job(config),
+            "discovery_selector": selector_labels(config),
+        }
     adapter_values = adapter_rules_values(config)
     if adapter_values is not None:
         # `pulumi stack output adapter_rules_values --json` -> the prometheus-adapter chart's values

@@ -67,6 +67,9 @@ KIND_TYPES = {
     "PersistentVolumeClaim": "kubernetes:core/v1:PersistentVolumeClaim",
     "ConfigMap": "kubernetes:core/v1:ConfigMap",
     "Secret": "kubernetes:core/v1:Secret",
+    "ServiceAccount": "kubernetes:core/v1:ServiceAccount",
+    "Role": "kubernetes:rbac.authorization.k8s.io/v1:Role",
+    "RoleBinding": "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding",
     "PodDisruptionBudget": "kubernetes:policy/v1:PodDisruptionBudget",
     "NetworkPolicy": "kubernetes:networking.k8s.io/v1:NetworkPolicy",
     "HorizontalPodAutoscaler": "kubernetes:autoscaling/v2:HorizontalPodAutoscaler",
@@ -79,6 +82,7 @@ KIND_TYPES = {
 OUTPUT_KEYS = {
     "namespace",
     "endpoint",
+    "engine_endpoint",
     "completions_url",
     "chat_completions_url",
     "metrics_url",
@@ -97,7 +101,9 @@ def _check_stack(mocks: RecordingMocks, stack: str, expected_roles: list[tuple[s
     outputs = _root_outputs()
     # adapter_rules_values (the prometheus-adapter chart's values) only where an HPA needs the adapter
     hpa_only = {"adapter_rules_values"} if plan.config.scaling.mode == "hpa" else set()
-    assert set(outputs) == OUTPUT_KEYS | hpa_only
+    # the router block only where the router tier is deployed
+    router_only = {"router"} if any(m.role == "router-deployment" for m in plan.manifests) else set()
+    assert set(outputs) == OUTPUT_KEYS | hpa_only | router_only
     expected = {k: v for k, v in plan.outputs.items() if k != "resource_names"}
 
     def check(values: list[Any]) -> None:
@@ -154,6 +160,14 @@ PROD_ROLES = [
     ("pdb", "PodDisruptionBudget"),
     ("network-policy", "NetworkPolicy"),
     ("service-monitor", "ServiceMonitor"),
+    ("router-service-account", "ServiceAccount"),
+    ("router-role", "Role"),
+    ("router-role-binding", "RoleBinding"),
+    ("router-deployment", "Deployment"),
+    ("router-service", "Service"),
+    ("router-pdb", "PodDisruptionBudget"),
+    ("router-network-policy", "NetworkPolicy"),
+    ("router-service-monitor", "ServiceMonitor"),
     ("prometheus-rule", "PrometheusRule"),
     ("dashboard-kv-capacity", "ConfigMap"),
     ("dashboard-overview", "ConfigMap"),
