@@ -124,10 +124,18 @@ def _check_stack(mocks: RecordingMocks, stack: str, expected_roles: list[tuple[s
                 f"{urn} is not parented by the component"
             )
         # the Deployment gets exactly the pure manifest
-        deployment = next(r for r in children if r.typ == KIND_TYPES["Deployment"])
-        body = next(m.body for m in plan.manifests if m.kind == "Deployment")
+        deployment = next(r for r in children if r.name == f"{plan.config.name}-deployment")
+        body = next(m.body for m in plan.manifests if m.role == "deployment")
         assert deployment.inputs["spec"] == json.loads(json.dumps(body["spec"]))
         assert deployment.inputs["metadata"] == body["metadata"]
+        # ... and so does the router's, where the stack has one
+        for role in ("router-deployment", "router-role"):
+            router_body = next((m.body for m in plan.manifests if m.role == role), None)
+            if router_body is not None:
+                router = next(r for r in children if r.name == f"{plan.config.name}-{role}")
+                assert router.inputs["metadata"] == router_body["metadata"]
+                key = "spec" if role == "router-deployment" else "rules"
+                assert router.inputs[key] == json.loads(json.dumps(router_body[key]))
         # every stack output, with the values the pure plan computed
         resolved = dict(zip(outputs, values, strict=True))
         for key, value in expected.items():
@@ -212,7 +220,7 @@ def test_pulumi_secrets_become_kubernetes_secrets(mocks: RecordingMocks) -> Any:
         # the values travel as Pulumi secrets (encrypted in the state), not as plain strings
         assert _secret_value(secrets["vllm-hf-token"]["stringData"]) == {"token": "hf_test"}
         assert _secret_value(secrets["vllm-api-key"]["stringData"]) == {"api-key": "sk-test"}
-        deployment = next(r for r in mocks.resources if r.typ == KIND_TYPES["Deployment"])
+        deployment = next(r for r in mocks.resources if r.name == "vllm-deployment")
         env = {e["name"]: e for e in deployment.inputs["spec"]["template"]["spec"]["containers"][0]["env"]}
         assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "vllm-hf-token", "key": "token"}
         assert env["VLLM_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "vllm-api-key", "key": "api-key"}
