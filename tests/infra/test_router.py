@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import copy
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from infra_stacks import DATA_DIR, PROJECT_DIR, example_config, example_plan
+from prometheus_client.parser import text_string_to_metric_families
 
 from kvstack.infra.config import ConfigError, StackConfig, load_stack
 from kvstack.infra.lint import Finding, lint
@@ -286,9 +286,14 @@ def test_the_router_monitor_scrapes_its_metrics_port() -> None:
 
 def test_the_contract_names_real_router_series() -> None:
     """Every vllm_router_* name the monitoring code may use appears in a real scrape of vllm-router 0.1.17."""
-    text = ROUTER_FIXTURE.read_text(encoding="utf-8")
-    seen = {m.group(1) for m in re.finditer(r"^# TYPE (vllm_router_\w+) ", text, re.M)}
-    assert set(ROUTER_METRICS) <= seen, set(ROUTER_METRICS) - seen
+    families = {
+        f.name: f.type for f in text_string_to_metric_families(ROUTER_FIXTURE.read_text(encoding="utf-8"))
+    }
+    for name in ROUTER_METRICS:
+        # the parser names a counter family without its _total suffix
+        kind = families.get(name.removesuffix("_total"))
+        assert kind is not None, f"{name} is not in a real scrape of vllm-router 0.1.17"
+        assert (kind == "counter") == name.endswith("_total"), (name, kind)
 
 
 # ------------------------------------------------------------------------------------------------ outputs
