@@ -194,6 +194,8 @@ def deployment(config: StackConfig) -> dict[str, Any]:
         "spec": {
             "replicas": router.replicas,
             "revisionHistoryLimit": 5,
+            # a router is Ready only once an engine is: on a first deploy that waits for a model load
+            "progressDeadlineSeconds": config.probes.model_load_budget_seconds + 300,
             "selector": {"matchLabels": router_selector_labels(config)},
             # router pods are cheap: surge first, never drop below the configured count
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},

@@ -223,6 +223,9 @@ def test_the_router_deployment_is_production_shaped() -> None:
     spec = deployment["spec"]
     assert spec["replicas"] == 2
     assert spec["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+    # Ready only once an engine is: the first rollout may wait for a whole model load
+    engine = _engine(config, "Deployment")["spec"]
+    assert spec["progressDeadlineSeconds"] == engine["progressDeadlineSeconds"] == 900
     pod = spec["template"]["spec"]
     (container,) = pod["containers"]
     assert container["image"] == "registry.example.com/platform/vllm-router:0.1.17"
