@@ -177,8 +177,10 @@ def _add_lint(subparsers: Any) -> None:
         description="Check a stack (or a folder of rendered YAML) against the production spec: vLLM args "
         "(--model --host --port --max-model-len --gpu-memory-utilization), GPU resources, readiness/liveness/"
         "startup probes, a Service serving /v1/completions, enableServiceLinks false, >= 4 monitored metrics "
-        "(>= 1 vLLM-specific), complete autoscaling bounds, the capacity floor, and schemas (Kubernetes, "
-        "CRDs, prometheus-adapter). Exits 1 naming each failure.",
+        "(>= 1 vLLM-specific), complete autoscaling bounds, the router tier (a multi-replica stack without "
+        "one warns; vllm-router pinned, discovering exactly the vLLM pods with get/list/watch-pods RBAC, "
+        "probed, scraped), the capacity floor, and schemas (Kubernetes, CRDs, prometheus-adapter). Exits 1 "
+        "naming each failure.",
         epilog="examples:\n  kvstack lint --stack prod\n"
         "  kvstack lint --manifests rendered/prod --kube-version 1.31",
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -16,6 +16,8 @@ from kvstack.infra.manifests import Manifest
 from kvstack.infra.stack import StackPlan
 
 TYPE_TOKEN = "kvstack:index:VllmService"
+ENGINE_DEPLOYMENT_ROLE = "deployment"
+_POD_PREREQUISITES = frozenset({"Secret", "PersistentVolumeClaim", "ServiceAccount", "Role", "RoleBinding"})
 
 Factory = Callable[[str, dict[str, Any], pulumi.ResourceOptions], pulumi.CustomResource]
 
@@ -54,6 +56,25 @@ def _network_policy(name: str, body: dict[str, Any], opts: pulumi.ResourceOption
     return k8s.networking.v1.NetworkPolicy(name, metadata=body["metadata"], spec=body["spec"], opts=opts)
 
 
+def _service_account(name: str, body: dict[str, Any], opts: pulumi.ResourceOptions) -> pulumi.CustomResource:
+    return k8s.core.v1.ServiceAccount(
+        name,
+        metadata=body["metadata"],
+        automount_service_account_token=body.get("automountServiceAccountToken"),
+        opts=opts,
+    )
+
+
+def _role(name: str, body: dict[str, Any], opts: pulumi.ResourceOptions) -> pulumi.CustomResource:
+    return k8s.rbac.v1.Role(name, metadata=body["metadata"], rules=body["rules"], opts=opts)
+
+
+def _role_binding(name: str, body: dict[str, Any], opts: pulumi.ResourceOptions) -> pulumi.CustomResource:
+    return k8s.rbac.v1.RoleBinding(
+        name, metadata=body["metadata"], role_ref=body["roleRef"], subjects=body["subjects"], opts=opts
+    )
+
+
 def _hpa(name: str, body: dict[str, Any], opts: pulumi.ResourceOptions) -> pulumi.CustomResource:
     return k8s.autoscaling.v2.HorizontalPodAutoscaler(
         name, metadata=body["metadata"], spec=body["spec"], opts=opts
@@ -78,6 +99,9 @@ FACTORIES: dict[tuple[str, str], Factory] = {
     ("v1", "PersistentVolumeClaim"): _pvc,
     ("v1", "ConfigMap"): _config_map,
     ("v1", "Secret"): _secret,
+    ("v1", "ServiceAccount"): _service_account,
+    ("rbac.authorization.k8s.io/v1", "Role"): _role,
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"): _role_binding,
     ("policy/v1", "PodDisruptionBudget"): _pdb,
     ("networking.k8s.io/v1", "NetworkPolicy"): _network_policy,
     ("autoscaling/v2", "HorizontalPodAutoscaler"): _hpa,
@@ -89,9 +113,10 @@ FACTORIES: dict[tuple[str, str], Factory] = {
 
 
 class VllmService(pulumi.ComponentResource):
-    """vLLM on Kubernetes: workload, Service, PDB, NetworkPolicy, monitoring, autoscaler."""
+    """vLLM on Kubernetes: workload, Service, PDB, NetworkPolicy, monitoring, autoscaler, router tier."""
 
     endpoint: pulumi.Output[str]
+    engine_endpoint: pulumi.Output[str]
     completions_url: pulumi.Output[str]
     metrics_url: pulumi.Output[str]
     namespace: pulumi.Output[str]
@@ -113,16 +138,19 @@ class VllmService(pulumi.ComponentResource):
         for manifest in ordered:
             depends = list(base)
             if manifest.kind == "Deployment":
-                # the pod mounts the claim and reads the Secrets: create those first
+                # the pods mount the claim, read the Secrets, run as the router's ServiceAccount (with its
+                # Role bound): create those first
                 depends += [
-                    self.children[m.role] for m in ordered if m.kind in {"Secret", "PersistentVolumeClaim"}
+                    child
+                    for m in ordered
+                    if m.kind in _POD_PREREQUISITES and (child := self.children.get(m.role)) is not None
                 ]
             child_opts = pulumi.ResourceOptions(
                 parent=self,
                 depends_on=depends,
-                # the autoscaler owns spec.replicas once it runs; don't fight it on the next `pulumi up`
+                # the autoscaler owns the engine's spec.replicas once it runs; don't fight it on `pulumi up`
                 ignore_changes=["spec.replicas"]
-                if manifest.kind == "Deployment" and plan.config.autoscaled
+                if manifest.role == ENGINE_DEPLOYMENT_ROLE and plan.config.autoscaled
                 else None,
             )
             factory = FACTORIES[(manifest.api_version, manifest.kind)]
@@ -133,6 +161,7 @@ class VllmService(pulumi.ComponentResource):
 
         outputs = plan.outputs
         self.endpoint = pulumi.Output.from_input(str(outputs["endpoint"]))
+        self.engine_endpoint = pulumi.Output.from_input(str(outputs["engine_endpoint"]))
         self.completions_url = pulumi.Output.from_input(str(outputs["completions_url"]))
         self.metrics_url = pulumi.Output.from_input(str(outputs["metrics_url"]))
         self.namespace = pulumi.Output.from_input(str(outputs["namespace"]))

@@ -15,6 +15,10 @@ Each check is a small pure function returning :class:`Finding` s; a stack passes
   namespace (no ``from``, an empty ``namespaceSelector``) or every address (``0.0.0.0/0``)
 * ``adapter``: (WARN, never a failure) an HPA on custom ``Pods`` metrics whose prometheus-adapter wiring
   is not declared (``monitoring.adapter_wiring``): the HPA would have nothing to scale on
+* ``router`` (WARN): the workload may run several replicas with no router in front
+* ``router-image``, ``router-select``, ``router-rbac``, ``router-probes``, ``router-service``,
+  ``router-metrics``: a vllm-router Deployment is pinned, discovers exactly the engine pods on their port
+  with the RBAC and token that needs, has probes, a Service, and metrics Prometheus can reach and scrapes
 """
 
 from __future__ import annotations
@@ -551,6 +555,260 @@ def check_network(bodies: Sequence[dict[str, Any]], deployment: dict[str, Any]) 
     return [_ok("network", f"{names} guards {where}: no rule admits every namespace or every address")]
 
 
+# ----------------------------------------------------------------------------------------- router tier
+# vllm-router (0.1.17) in front of the replicas; its flags, ports and paths are described in
+# infra/config/sections/router.py (kept literal here so that this module stays importable on its own).
+
+_ROUTER_PROBE_PATHS = frozenset({"/liveness", "/readiness", "/health"})
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+_MOVING_TAGS = frozenset({"latest", "nightly", "main", "stable"})
+_DISCOVERY_VERBS = frozenset({"list", "watch"})
+
+
+def router_container(deployment: dict[str, Any]) -> dict[str, Any] | None:
+    """The container running vllm-router: its command names it, or it passes discovery/worker flags."""
+    for c in _pod_spec(deployment).get("containers") or []:
+        argv = _argv(c)
+        flags = flag_values(argv)
+        if any("vllm-router" in a or "vllm_router" in a for a in argv[:2]) or (
+            "--policy" in flags and ("--service-discovery" in flags or "--worker-urls" in flags)
+        ):
+            return dict(c)
+    return None
+
+
+def _routers(bodies: Sequence[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    out = []
+    for deployment in _kind(bodies, "Deployment"):
+        container = router_container(deployment)
+        if container is not None:
+            out.append((deployment, container))
+    return out
+
+
+def _max_replicas(bodies: Sequence[dict[str, Any]], deployment: dict[str, Any]) -> int:
+    """The most replicas the workload may run: its autoscaler's maximum, else spec.replicas."""
+    for hpa in _kind(bodies, "HorizontalPodAutoscaler"):
+        spec = hpa.get("spec") or {}
+        if _targets_deployment(spec.get("scaleTargetRef") or {}, deployment):
+            return int(spec.get("maxReplicas") or 1)
+    for so in _kind(bodies, "ScaledObject"):
+        spec = so.get("spec") or {}
+        if _targets_deployment(spec.get("scaleTargetRef") or {}, deployment):
+            return int(spec.get("maxReplicaCount") or 1)
+    return int((deployment.get("spec") or {}).get("replicas", 1))
+
+
+def _selector_arg(argv: Sequence[str]) -> dict[str, str]:
+    """``--selector k=v k2=v2`` (nargs="+", up to the next flag)."""
+    out: dict[str, str] = {}
+    if "--selector" not in argv:
+        return out
+    for arg in argv[list(argv).index("--selector") + 1 :]:
+        if arg.startswith("--"):
+            break
+        key, eq, value = arg.partition("=")
+        if eq:
+            out[key] = value
+    return out
+
+
+def _image_pinned(image: str) -> bool:
+    if "@sha256:" in image:
+        return True
+    last = image.rsplit("/", 1)[-1]
+    return ":" in last and last.rsplit(":", 1)[1].lower() not in _MOVING_TAGS
+
+
+def check_router_presence(bodies: Sequence[dict[str, Any]], deployment: dict[str, Any]) -> list[Finding]:
+    """WARN when several replicas sit behind a plain Service: a session's turns spread over the replicas
+    and find their cached prefix about 1/N of the time."""
+    replicas = _max_replicas(bodies, deployment)
+    if replicas <= 1 or _routers(bodies):
+        return []
+    return [
+        Finding(
+            "router",
+            "warn",
+            f"{_name(deployment)} runs up to {replicas} replicas behind a plain Service: kube-proxy spreads "
+            f"a session's turns, which find their cached prefix about 1/{replicas} of the time; put a "
+            "cache-aware router in front (kvstack:router, docs/infra.md 'The router tier')",
+        )
+    ]
+
+
+def _bound_rules(
+    bodies: Sequence[dict[str, Any]], account: str, namespace: str | None
+) -> list[dict[str, Any]]:
+    """The rules of every Role/ClusterRole bound to ``account`` by a binding among the manifests."""
+    out: list[dict[str, Any]] = []
+    for binding in _kind(bodies, "RoleBinding", "ClusterRoleBinding"):
+        subjects = binding.get("subjects") or []
+        if not any(
+            s.get("kind") == "ServiceAccount"
+            and s.get("name") == account
+            and s.get("namespace", (binding.get("metadata") or {}).get("namespace")) == namespace
+            for s in subjects
+        ):
+            continue
+        ref = binding.get("roleRef") or {}
+        for role in _kind(bodies, str(ref.get("kind"))):
+            if (role.get("metadata") or {}).get("name") == ref.get("name"):
+                out += list(role.get("rules") or [])
+    return out
+
+
+def _router_discovery(
+    bodies: Sequence[dict[str, Any]],
+    router: dict[str, Any],
+    container: dict[str, Any],
+    engine: dict[str, Any],
+    engine_container: dict[str, Any],
+) -> list[Finding]:
+    """Discovery finds exactly the engine's pods, on the vLLM port, in the engine's namespace."""
+    where, argv = _name(router), _argv(container)
+    flags = flag_values(argv)
+    if "--service-discovery" not in flags:
+        if "--worker-urls" in flags:
+            message = f"{where}: static --worker-urls; pods come and go: use --service-discovery"
+            return [Finding("router-select", "warn", message)]
+        return [_fail("router-select", f"{where}: neither --service-discovery nor --worker-urls")]
+    selector, engine_port = _selector_arg(argv), serving_port(engine_container)
+    engine_ns = (engine.get("metadata") or {}).get("namespace")
+    fails = []
+    if not _selects(selector, _pod_labels(engine)):
+        fails.append(f"--selector {selector} does not match {_name(engine)}'s pod labels")
+    if _selects(selector, _pod_labels(router)):
+        fails.append(f"--selector {selector} matches the router's own pods")
+    port = flags.get("--service-discovery-port") or "80"  # vllm-router's default
+    if str(port) != str(engine_port):
+        fails.append(f"--service-discovery-port {port} is not the vLLM port {engine_port}")
+    namespace = flags.get("--service-discovery-namespace")
+    if namespace is None:
+        fails.append("no --service-discovery-namespace: it would watch every namespace")
+    elif namespace != engine_ns:
+        fails.append(f"--service-discovery-namespace {namespace} is not {engine_ns}")
+    if fails:
+        return [_fail("router-select", f"{where}: {f}") for f in fails]
+    policy = flags.get("--policy") or "cache_aware"
+    return [_ok("router-select", f"{where} discovers {_name(engine)}'s pods ({policy})")]
+
+
+def _router_rbac(bodies: Sequence[dict[str, Any]], router: dict[str, Any]) -> list[Finding]:
+    """Discovery's token and permissions: list and watch pods, nothing more."""
+    where, pod = _name(router), _pod_spec(router)
+    account = pod.get("serviceAccountName")
+    if not account:
+        return [_fail("router-rbac", f"{where}: no serviceAccountName: the default account cannot list pods")]
+    accounts = {(a.get("metadata") or {}).get("name"): a for a in _kind(bodies, "ServiceAccount")}
+    mount = pod.get("automountServiceAccountToken")
+    if mount is None and account in accounts:
+        mount = accounts[account].get("automountServiceAccountToken")
+    if mount is False:
+        # vllm-router 0.1.17 then logs "Continuing without service discovery" and never finds an engine
+        return [_fail("router-rbac", f"{where}: the service-account token is not mounted: discovery fails")]
+    rules = _bound_rules(bodies, str(account), (router.get("metadata") or {}).get("namespace"))
+    pods = [r for r in rules if "pods" in (r.get("resources") or []) and "" in (r.get("apiGroups") or [])]
+    verbs = {str(v) for r in pods for v in r.get("verbs") or []}
+    if not (verbs >= _DISCOVERY_VERBS or "*" in verbs):
+        return [
+            _fail(
+                "router-rbac", f"ServiceAccount {account} is not bound to a role that lists and watches pods"
+            )
+        ]
+    extra = any(set(r.get("resources") or []) - {"pods"} for r in rules) or verbs - {"get", "list", "watch"}
+    if extra:
+        return [
+            Finding("router-rbac", "warn", f"ServiceAccount {account} may do more than get/list/watch pods")
+        ]
+    return [_ok("router-rbac", f"ServiceAccount {account}: get/list/watch pods, nothing else")]
+
+
+def _router_probes(router: dict[str, Any], container: dict[str, Any], port: int) -> list[Finding]:
+    bad = []
+    for probe in ("readinessProbe", "livenessProbe"):
+        http = (container.get(probe) or {}).get("httpGet") or {}
+        if http.get("path") not in _ROUTER_PROBE_PATHS or not _port_matches(
+            http.get("port"), container, port
+        ):
+            bad.append(probe)
+    if bad:
+        message = f"{_name(router)}: {' and '.join(bad)} must GET /readiness or /liveness on port {port}"
+        return [_fail("router-probes", message)]
+    return [_ok("router-probes", f"{_name(router)}: readiness and liveness on the router's port {port}")]
+
+
+def _services_of(
+    bodies: Sequence[dict[str, Any]], router: dict[str, Any], container: dict[str, Any], port: int
+) -> list[dict[str, Any]]:
+    return [
+        svc
+        for svc in _kind(bodies, "Service")
+        if _selects((svc.get("spec") or {}).get("selector") or {}, _pod_labels(router))
+        and any(
+            _port_matches(p.get("targetPort", p.get("port")), container, port)
+            for p in (svc.get("spec") or {}).get("ports") or []
+        )
+    ]
+
+
+def _router_metrics(
+    bodies: Sequence[dict[str, Any]], router: dict[str, Any], container: dict[str, Any]
+) -> list[Finding]:
+    """The exporter listens beyond loopback and a ServiceMonitor/PodMonitor scrapes its port."""
+    where, flags = _name(router), flag_values(_argv(container))
+    host = flags.get("--prometheus-host") or "127.0.0.1"  # vllm-router's default
+    port = int(flags.get("--prometheus-port") or 29000)
+    if host in _LOOPBACK:
+        return [_fail("router-metrics", f"{where}: metrics bound to {host}: pass --prometheus-host 0.0.0.0")]
+    services = _services_of(bodies, router, container, port)
+    service_ports = {
+        str(p.get("name"))
+        for s in services
+        for p in (s.get("spec") or {}).get("ports") or []
+        if p.get("name")
+    }
+    for mon in _kind(bodies, "ServiceMonitor", "PodMonitor"):
+        spec = mon.get("spec") or {}
+        selector = (spec.get("selector") or {}).get("matchLabels") or {}
+        if mon.get("kind") == "PodMonitor":
+            hit = _selects(selector, _pod_labels(router)) and any(
+                _port_matches(ep.get("port"), container, port) for ep in spec.get("podMetricsEndpoints") or []
+            )
+        else:
+            hit = any(
+                _selects(selector, (s.get("metadata") or {}).get("labels") or {}) for s in services
+            ) and any(ep.get("port") in service_ports for ep in spec.get("endpoints") or [])
+        if hit:
+            return [_ok("router-metrics", f"{_name(mon)} scrapes {where}'s metrics port {port}")]
+    return [_fail("router-metrics", f"no ServiceMonitor or PodMonitor scrapes {where}'s metrics port {port}")]
+
+
+def check_router(
+    bodies: Sequence[dict[str, Any]], engine: dict[str, Any], engine_container: dict[str, Any]
+) -> list[Finding]:
+    """Each vllm-router Deployment: pinned image, discovery of exactly the engine pods with the RBAC and
+    token it needs, probes on its own health endpoints, a Service, metrics Prometheus scrapes."""
+    out: list[Finding] = []
+    for router, container in _routers(bodies):
+        where, image = _name(router), str(container.get("image") or "")
+        if _image_pinned(image):
+            out.append(_ok("router-image", f"{where}: {image}"))
+        else:
+            out.append(_fail("router-image", f"{where}: image {image!r} is not pinned (exact tag or digest)"))
+        out += _router_discovery(bodies, router, container, engine, engine_container)
+        if "--service-discovery" in flag_values(_argv(container)):
+            out += _router_rbac(bodies, router)
+        port = int(flag_values(_argv(container)).get("--port") or 30000)  # vllm-router's default
+        out += _router_probes(router, container, port)
+        if not _services_of(bodies, router, container, port):
+            out.append(
+                _fail("router-service", f"no Service selects {where}'s pods on the router port {port}")
+            )
+        out += _router_metrics(bodies, router, container)
+    return out
+
+
 def lint(bodies: Sequence[dict[str, Any]]) -> list[Finding]:
     """Every finding for a set of manifests."""
     found = _workload(bodies)
@@ -567,6 +825,8 @@ def lint(bodies: Sequence[dict[str, Any]]) -> list[Finding]:
         *check_monitoring(bodies, deployment, container),
         *check_autoscaling(bodies, deployment),
         *check_adapter_wiring(bodies, deployment),
+        *check_router_presence(bodies, deployment),
+        *check_router(bodies, deployment, container),
     ]
 
 

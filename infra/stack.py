@@ -20,9 +20,10 @@ from kvstack.infra.capacity import (
     shape_for_model_id,
 )
 from kvstack.infra.config import ConfigError, Issue, StackConfig
+from kvstack.infra.config.sections.router import ROUTER_VERSION, router_enabled
 from kvstack.infra.manifests import Manifest, build_manifests
 from kvstack.infra.manifests.monitoring import adapter_rules_values, effective_thresholds
-from kvstack.infra.manifests.names import names_of
+from kvstack.infra.manifests.names import ROUTER_METRICS_PATH, names_of, router_scrape_job, selector_labels
 from kvstack.infra.manifests.workload import vllm_args
 from kvstack.monitoring.alerts.autoscaling import KV_CACHE_METRIC, QUEUE_METRIC
 from kvstack.monitoring.dashboards import DASHBOARD_UIDS
@@ -97,7 +98,11 @@ def slo_output(config: StackConfig) -> dict[str, Any]:
 def stack_outputs(config: StackConfig, manifests: list[Manifest], est: CapacityEstimate) -> dict[str, Any]:
     """What ``pulumi up`` exports (and ``kvstack render`` writes to outputs.json)."""
     names = names_of(config)
-    endpoint = f"http://{names.service}.{config.namespace}.svc.cluster.local:{config.engine.port}"
+    engine_endpoint = f"http://{names.service}.{config.namespace}.svc.cluster.local:{config.engine.port}"
+    router_on = router_enabled(config)
+    router_host = f"{names.router}.{config.namespace}.svc.cluster.local"
+    # what clients (and `kvstack verify --stack-outputs`) use: the router when there is one
+    endpoint = f"http://{router_host}:{config.router.port}" if router_on else engine_endpoint
     scaling = config.scaling
     autoscaling: dict[str, Any] = {"mode": scaling.mode}
     if config.autoscaled:
@@ -122,9 +127,11 @@ def stack_outputs(config: StackConfig, manifests: list[Manifest], est: CapacityE
     outputs: dict[str, Any] = {
         "namespace": config.namespace,
         "endpoint": endpoint,
+        "engine_endpoint": engine_endpoint,
         "completions_url": f"{endpoint}/v1/completions",
         "chat_completions_url": f"{endpoint}/v1/chat/completions",
-        "metrics_url": f"{endpoint}/metrics",
+        # vLLM's metrics through the engine Service (one pod per scrape; Prometheus scrapes each pod)
+        "metrics_url": f"{engine_endpoint}/metrics",
         "served_model_name": config.model.served_model_name,
         "image": config.image.reference,
         "vllm_args": vllm_args(config),
@@ -134,6 +141,20 @@ def stack_outputs(config: StackConfig, manifests: list[Manifest], est: CapacityE
         "capacity": {**est.as_output(), "min_concurrency": config.capacity.min_concurrency},
         "slo": slo_output(config),
     }
+    if router_on:
+        router = config.router
+        assert router.image is not None  # router_cross_checks
+        outputs["router"] = {
+            "policy": router.policy,
+            "replicas": router.replicas,
+            "image": router.image.reference,
+            "version": ROUTER_VERSION,
+            "service": names.router,
+            "deployment": names.router,
+            "metrics_url": f"http://{router_host}:{router.metrics_port}{ROUTER_METRICS_PATH}",
+            "scrape_job": router_scrape_job(config),
+            "discovery_selector": selector_labels(config),
+        }
     adapter_values = adapter_rules_values(config)
     if adapter_values is not None:
         # `pulumi stack output adapter_rules_values --json` -> the prometheus-adapter chart's values

@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 from kvstack.infra.capacity import ModelShape, ShapeError, builtin_shapes, load_shape, shape_for_model_id
 from kvstack.infra.config.sections.gpu import KNOWN_GPU_MEMORY_BYTES
 from kvstack.infra.config.sections.monitoring import is_placeholder_url
+from kvstack.infra.config.sections.router import router_cross_checks
 from kvstack.infra.config.types import duration_seconds
 
 if TYPE_CHECKING:
@@ -267,6 +268,15 @@ def shape_problems(config: StackConfig, shape: ModelShape) -> list[Problem]:
     return problems
 
 
+def router_fits_stack(config: StackConfig) -> list[Problem]:
+    """The router section's rules that need the rest of the stack (``kvstack:router.<field>``)."""
+    problems: list[Problem] = []
+    for field, message in router_cross_checks(config):
+        loc = tuple(field.removeprefix("kvstack:").split("."))
+        problems.append((loc, message, None))
+    return problems
+
+
 CHECKS: tuple[Check, ...] = (
     gpus_match_tensor_parallel,
     replicas_can_run,
@@ -276,6 +286,7 @@ CHECKS: tuple[Check, ...] = (
     alerts_fit_stack,
     prometheus_reaches_pods,
     production_defaults,
+    router_fits_stack,
 )
 
 

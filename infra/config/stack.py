@@ -30,6 +30,7 @@ from kvstack.infra.config.sections.network import NetworkSpec
 from kvstack.infra.config.sections.probes import ProbeSpec
 from kvstack.infra.config.sections.resources import ResourcesSpec
 from kvstack.infra.config.sections.rollout import RolloutSpec
+from kvstack.infra.config.sections.router import RouterSection
 from kvstack.infra.config.sections.scaling import ScalingSpec
 from kvstack.infra.config.sections.secrets import SECRET_KEYS, SecretSource
 from kvstack.infra.config.sections.security import SecuritySpec
@@ -121,6 +122,7 @@ class StackConfig(Strict):
     network: NetworkSpec = NetworkSpec()
     capacity: CapacitySpec = CapacitySpec()
     auth: AuthSpec = AuthSpec()
+    router: RouterSection = RouterSection()
     hf_token: SecretSource | None = Field(
         default=None, description="Pulumi secret, or {existing_secret, key}"
     )

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kvstack.infra.config import StackConfig
-from kvstack.infra.manifests import autoscaling, monitoring, workload
+from kvstack.infra.manifests import autoscaling, monitoring, router, workload
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,8 @@ def build_manifests(config: StackConfig) -> list[Manifest]:
     add("pdb", workload.pod_disruption_budget(config))
     add("network-policy", workload.network_policy(config))
     add(config.monitoring.scrape.replace("_", "-"), monitoring.scrape_monitor(config))
+    for role, body in router.router_manifests(config):
+        add(role, body)
     add("prometheus-rule", monitoring.prometheus_rule(config))
     for body in monitoring.dashboard_configmaps(config):
         add(f"dashboard-{body['metadata']['name'].removeprefix(config.name + '-dashboard-')}", body)

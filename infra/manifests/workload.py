@@ -6,7 +6,15 @@ import math
 from typing import Any
 
 from kvstack.infra.config import ExistingSecret, StackConfig
-from kvstack.infra.manifests.names import CONTAINER, PORT_NAME, common_labels, names_of, selector_labels
+from kvstack.infra.config.sections.router import router_enabled
+from kvstack.infra.manifests.names import (
+    CONTAINER,
+    PORT_NAME,
+    common_labels,
+    names_of,
+    router_selector_labels,
+    selector_labels,
+)
 
 HEALTH_PATH = "/health"
 API_PATHS = ("/v1/completions", "/v1/chat/completions", "/v1/models", "/metrics", "/health")
@@ -352,7 +360,8 @@ def persistent_volume_claim(config: StackConfig) -> dict[str, Any] | None:
     }
 
 
-def _peer(peer: Any) -> dict[str, Any]:
+def network_peer(peer: Any) -> dict[str, Any]:
+    """One ``network.allowed_sources`` entry as a NetworkPolicy peer."""
     out: dict[str, Any] = {}
     if peer.cidr is not None:
         block: dict[str, Any] = {"cidr": peer.cidr}
@@ -366,21 +375,27 @@ def _peer(peer: Any) -> dict[str, Any]:
     return out
 
 
+def prometheus_peer(config: StackConfig) -> dict[str, Any]:
+    """The Prometheus pods (``monitoring.prometheus_*``) as a NetworkPolicy peer."""
+    mon = config.monitoring
+    return {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": mon.prometheus_namespace}},
+        "podSelector": {"matchLabels": dict(mon.prometheus_pod_labels)},
+    }
+
+
 def network_policy(config: StackConfig) -> dict[str, Any] | None:
+    """Who reaches the vLLM port: the clients, or only the router pods when the router tier is on (the
+    clients then reach the router: :func:`infra.manifests.router.network_policy`); and Prometheus."""
     net = config.network
     if not net.enabled:
         return None
-    peers: list[dict[str, Any]] = [_peer(p) for p in net.allowed_sources] or [{"podSelector": {}}]
+    if router_enabled(config):
+        peers: list[dict[str, Any]] = [{"podSelector": {"matchLabels": router_selector_labels(config)}}]
+    else:
+        peers = [network_peer(p) for p in net.allowed_sources] or [{"podSelector": {}}]
     if net.allow_prometheus:
-        mon = config.monitoring
-        peers.append(
-            {
-                "namespaceSelector": {
-                    "matchLabels": {"kubernetes.io/metadata.name": mon.prometheus_namespace}
-                },
-                "podSelector": {"matchLabels": dict(mon.prometheus_pod_labels)},
-            }
-        )
+        peers.append(prometheus_peer(config))
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",

@@ -61,6 +61,24 @@ def test_verify_takes_model_capacity_and_floor_from_the_rendered_outputs(stack: 
     assert cfg.thresholds.min_max_concurrency == cap["min_concurrency"]
 
 
+def test_verify_targets_the_router_of_a_multi_replica_stack(tmp_path: Path) -> None:
+    """prod runs the router tier: verify's endpoint is the router's Service, not the engines' own one
+    (which stays in the outputs as engine_endpoint); dev has no router and both are the engine's."""
+    outputs = json.loads(_render_outputs("prod", tmp_path).read_text())
+    assert outputs["endpoint"] == "http://vllm-router.llm.svc.cluster.local:8000"
+    assert outputs["engine_endpoint"] == "http://vllm.llm.svc.cluster.local:8000"
+    assert outputs["router"]["service"] == "vllm-router"
+    cfg = config_from_args(_verify_args("--stack-outputs", str(tmp_path / "prod-outputs.json")))
+    assert cfg.endpoint == outputs["endpoint"] != outputs["engine_endpoint"]
+    dev = json.loads(_render_outputs("dev", tmp_path).read_text())
+    assert dev["endpoint"] == dev["engine_endpoint"]
+    assert "router" not in dev
+    assert (
+        config_from_args(_verify_args("--stack-outputs", str(tmp_path / "dev-outputs.json"))).endpoint
+        == (dev["engine_endpoint"])
+    )
+
+
 def test_flags_override_the_stack_outputs(tmp_path: Path) -> None:
     path = _render_outputs("prod", tmp_path)
     cfg = config_from_args(

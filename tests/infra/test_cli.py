@@ -104,7 +104,12 @@ def test_lint_says_builtin_schema_errors_stop_at_the_first(
 ) -> None:
     out = tmp_path / "rendered"
     assert run("render", "--stack", "prod", "--project-dir", str(PROJECT_DIR), "--out", str(out)) == 0
-    (path,) = [p for p in out.glob("*.yaml") if "\nkind: Deployment\n" in p.read_text(encoding="utf-8")]
+    # the engine's Deployment (prod also renders the router's, *-deployment-vllm-router.yaml)
+    (path,) = [
+        p
+        for p in out.glob("*-deployment-vllm.yaml")
+        if "\nkind: Deployment\n" in p.read_text(encoding="utf-8")
+    ]
     body = yaml.safe_load(path.read_text(encoding="utf-8"))
     container = body["spec"]["template"]["spec"]["containers"][0]
     container["gpus"], container["cpus"] = 1, 2  # two errors: kubernetes-validate names only the first

@@ -30,9 +30,11 @@ KUBE_VERSIONS = ("1.30", "1.34")
 
 
 def _by_kind(stack: str) -> dict[str, list[dict[str, Any]]]:
+    """The engine's objects by kind (the router tier's are tested in test_router.py)."""
     out: dict[str, list[dict[str, Any]]] = {}
     for m in example_plan(stack).manifests:
-        out.setdefault(m.kind, []).append(m.body)
+        if not m.role.startswith("router-"):
+            out.setdefault(m.kind, []).append(m.body)
     return out
 
 
@@ -190,10 +192,25 @@ def test_service_exposes_the_api_port() -> None:
 
 
 def test_network_policy_admits_clients_and_prometheus() -> None:
-    policy = _one("prod", "NetworkPolicy")
+    # without the router tier, the clients reach the engine pods directly
+    config = example_config("prod")
+    direct = config.model_copy(update={"router": config.router.model_copy(update={"enabled": False})})
+    (policy,) = [m.body for m in build_manifests(direct) if m.kind == "NetworkPolicy"]
     (rule,) = policy["spec"]["ingress"]
     assert rule["ports"] == [{"protocol": "TCP", "port": "http"}]
     assert rule["from"][0] == {"namespaceSelector": {"matchLabels": {"kvstack.dev/llm-client": "true"}}}
+    assert rule["from"][1]["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "monitoring"
+    }
+    # prod runs the router: the engine admits only the router pods (and Prometheus); the clients' peer
+    # moved to the router's policy (test_router.py)
+    (rule,) = _one("prod", "NetworkPolicy")["spec"]["ingress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": "http"}]
+    assert rule["from"][0] == {
+        "podSelector": {
+            "matchLabels": {"app.kubernetes.io/name": "vllm-router", "app.kubernetes.io/instance": "vllm"}
+        }
+    }
     assert rule["from"][1]["namespaceSelector"]["matchLabels"] == {
         "kubernetes.io/metadata.name": "monitoring"
     }
@@ -301,7 +318,9 @@ def _keda_config(**fallback: Any) -> StackConfig:
             "keda_fallback": config.scaling.keda_fallback.model_copy(update=fallback),
         }
     )
-    return config.model_copy(update={"scaling": scaling})
+    # 2..6 replicas turn the router on by default; it is not what this test is about
+    router = config.router.model_copy(update={"enabled": False})
+    return config.model_copy(update={"scaling": scaling, "router": router})
 
 
 def _scaled_object(config: StackConfig) -> dict[str, Any]:

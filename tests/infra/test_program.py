@@ -67,6 +67,9 @@ KIND_TYPES = {
     "PersistentVolumeClaim": "kubernetes:core/v1:PersistentVolumeClaim",
     "ConfigMap": "kubernetes:core/v1:ConfigMap",
     "Secret": "kubernetes:core/v1:Secret",
+    "ServiceAccount": "kubernetes:core/v1:ServiceAccount",
+    "Role": "kubernetes:rbac.authorization.k8s.io/v1:Role",
+    "RoleBinding": "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding",
     "PodDisruptionBudget": "kubernetes:policy/v1:PodDisruptionBudget",
     "NetworkPolicy": "kubernetes:networking.k8s.io/v1:NetworkPolicy",
     "HorizontalPodAutoscaler": "kubernetes:autoscaling/v2:HorizontalPodAutoscaler",
@@ -79,6 +82,7 @@ KIND_TYPES = {
 OUTPUT_KEYS = {
     "namespace",
     "endpoint",
+    "engine_endpoint",
     "completions_url",
     "chat_completions_url",
     "metrics_url",
@@ -98,7 +102,9 @@ def _check_stack(mocks: RecordingMocks, stack: str, expected_roles: list[tuple[s
     outputs = _root_outputs()
     # adapter_rules_values (the prometheus-adapter chart's values) only where an HPA needs the adapter
     hpa_only = {"adapter_rules_values"} if plan.config.scaling.mode == "hpa" else set()
-    assert set(outputs) == OUTPUT_KEYS | hpa_only
+    # the router block only where the router tier is deployed
+    router_only = {"router"} if any(m.role == "router-deployment" for m in plan.manifests) else set()
+    assert set(outputs) == OUTPUT_KEYS | hpa_only | router_only
     expected = {k: v for k, v in plan.outputs.items() if k != "resource_names"}
 
     def check(values: list[Any]) -> None:
@@ -119,10 +125,18 @@ def _check_stack(mocks: RecordingMocks, stack: str, expected_roles: list[tuple[s
                 f"{urn} is not parented by the component"
             )
         # the Deployment gets exactly the pure manifest
-        deployment = next(r for r in children if r.typ == KIND_TYPES["Deployment"])
-        body = next(m.body for m in plan.manifests if m.kind == "Deployment")
+        deployment = next(r for r in children if r.name == f"{plan.config.name}-deployment")
+        body = next(m.body for m in plan.manifests if m.role == "deployment")
         assert deployment.inputs["spec"] == json.loads(json.dumps(body["spec"]))
         assert deployment.inputs["metadata"] == body["metadata"]
+        # ... and so does the router's, where the stack has one
+        for role in ("router-deployment", "router-role"):
+            router_body = next((m.body for m in plan.manifests if m.role == role), None)
+            if router_body is not None:
+                router = next(r for r in children if r.name == f"{plan.config.name}-{role}")
+                assert router.inputs["metadata"] == router_body["metadata"]
+                key = "spec" if role == "router-deployment" else "rules"
+                assert router.inputs[key] == json.loads(json.dumps(router_body[key]))
         # every stack output, with the values the pure plan computed
         resolved = dict(zip(outputs, values, strict=True))
         for key, value in expected.items():
@@ -155,6 +169,14 @@ PROD_ROLES = [
     ("pdb", "PodDisruptionBudget"),
     ("network-policy", "NetworkPolicy"),
     ("service-monitor", "ServiceMonitor"),
+    ("router-service-account", "ServiceAccount"),
+    ("router-role", "Role"),
+    ("router-role-binding", "RoleBinding"),
+    ("router-deployment", "Deployment"),
+    ("router-service", "Service"),
+    ("router-pdb", "PodDisruptionBudget"),
+    ("router-network-policy", "NetworkPolicy"),
+    ("router-service-monitor", "ServiceMonitor"),
     ("prometheus-rule", "PrometheusRule"),
     ("dashboard-kv-capacity", "ConfigMap"),
     ("dashboard-overview", "ConfigMap"),
@@ -199,7 +221,7 @@ def test_pulumi_secrets_become_kubernetes_secrets(mocks: RecordingMocks) -> Any:
         # the values travel as Pulumi secrets (encrypted in the state), not as plain strings
         assert _secret_value(secrets["vllm-hf-token"]["stringData"]) == {"token": "hf_test"}
         assert _secret_value(secrets["vllm-api-key"]["stringData"]) == {"api-key": "sk-test"}
-        deployment = next(r for r in mocks.resources if r.typ == KIND_TYPES["Deployment"])
+        deployment = next(r for r in mocks.resources if r.name == "vllm-deployment")
         env = {e["name"]: e for e in deployment.inputs["spec"]["template"]["spec"]["containers"][0]["env"]}
         assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "vllm-hf-token", "key": "token"}
         assert env["VLLM_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "vllm-api-key", "key": "api-key"}
