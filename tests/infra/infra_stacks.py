@@ -16,6 +16,11 @@ from kvstack.infra.stack import StackPlan, build_stack
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 DATA_DIR = Path(__file__).resolve().parent / "data"
+# The GPU kit's calibration shapes: Llama-3.1-8B / 3.2-1B layer shapes with a 32,000-token vocabulary, as
+# started (load_format dummy) on the lent H100 for the memory-profile reference runs. Test data, not
+# product data: users plan with the real models' shapes (llama-3.1-8b, llama-3.2-1b).
+CALIBRATION_SHAPES = DATA_DIR / "calibration-shapes"
+LLAMA8B_CALIBRATION = str(CALIBRATION_SHAPES / "llama8b")
 EXAMPLE_STACKS = ("dev", "prod")
 
 

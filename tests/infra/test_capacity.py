@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from infra_stacks import DATA_DIR, PROJECT_DIR
+from infra_stacks import CALIBRATION_SHAPES, DATA_DIR, LLAMA8B_CALIBRATION, PROJECT_DIR
 from prometheus_client.parser import text_string_to_metric_families
 
 from kvstack.infra.capacity import (
@@ -48,11 +48,13 @@ def reference_runs() -> dict[str, dict[str, str]]:
 def test_kv_bytes_per_token_of_the_shipped_shapes() -> None:
     # REFERENCE: Llama-3.1-8B bf16 131,072 B; SmolLM2-135M (30 layers, 3 KV heads, head_dim 64) 23,040 B
     assert kv_bytes_per_token(load_shape("llama-3.1-8b"), 2) == 131_072
-    assert kv_bytes_per_token(load_shape("llama8b"), 2) == 131_072
+    assert kv_bytes_per_token(load_shape(LLAMA8B_CALIBRATION), 2) == 131_072
     smol = load_shape("smollm2-135m")
     assert (smol.num_hidden_layers, smol.num_key_value_heads, smol.head_dim) == (30, 3, 64)
     assert kv_bytes_per_token(smol, 2) == 23_040
-    assert set(builtin_shapes()) >= {"llama-3.1-8b", "llama-3.2-1b", "smollm2-135m", "llama8b", "llama1b"}
+    assert set(builtin_shapes()) >= {"llama-3.1-8b", "llama-3.2-1b", "smollm2-135m"}
+    # the GPU kit's calibration shapes are test data, not shipped shapes beside the real models' names
+    assert not set(builtin_shapes()) & {"llama8b", "llama1b"}
 
 
 def test_h100_reference_llama8b_shape_at_0_90() -> None:
@@ -62,7 +64,7 @@ def test_h100_reference_llama8b_shape_at_0_90() -> None:
     assert reported == 463_872
     est = estimate(
         PlanInputs(
-            shape=load_shape("llama8b"),
+            shape=load_shape(LLAMA8B_CALIBRATION),
             max_model_len=8192,
             gpu_memory_gib=H100_GIB,
             gpu_memory_utilization=float(labels["gpu_memory_utilization"]),
@@ -79,7 +81,7 @@ def test_real_llama_3_1_8b_vocabulary_costs_its_embeddings() -> None:
     """The real model (vocab 128,256) has 2 x 96,256 x 4,096 more bf16 weights: that much less KV."""
     common: dict[str, Any] = {"max_model_len": 8192, "gpu_memory_gib": H100_GIB}
     real = estimate(PlanInputs(shape=load_shape("llama-3.1-8b"), **common))
-    shape = estimate(PlanInputs(shape=load_shape("llama8b"), **common))
+    shape = estimate(PlanInputs(shape=load_shape(LLAMA8B_CALIBRATION), **common))
     extra = 2 * (128_256 - 32_000) * 4096 * 2
     assert (shape.kv_memory_gib_per_gpu - real.kv_memory_gib_per_gpu) * GIB == pytest.approx(extra, rel=1e-6)
     assert real.kv_tokens == pytest.approx(463_872, rel=TOLERANCE)
@@ -120,7 +122,7 @@ def test_measured_h100_runs(run: dict[str, Any]) -> None:
     args, labels = run["args"], run["labels"]
     est = estimate(
         PlanInputs(
-            shape=load_shape(Path(args["model"]).name),  # /root/stash/llama8b -> built-in llama8b
+            shape=load_shape(str(CALIBRATION_SHAPES / Path(args["model"]).name)),  # /root/stash/llama8b
             max_model_len=args["max_model_len"],
             gpu_memory_gib=H100_GIB,
             gpu_memory_utilization=args["gpu_memory_utilization"],

