@@ -28,7 +28,7 @@ system-packages:
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade 'pip>=25.1'
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[infra,monitoring]' --group dev
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[infra,monitoring,plots]' --group dev
 	touch $@
 
 ## demo: the main job on the embedded default (the local stack). Leaves the stack running.

@@ -128,7 +128,8 @@ def add_parser(subparsers: Any) -> None:
         description=(
             "Measure a live vLLM endpoint and gate on it: engine answers, PagedAttention capacity, "
             "continuous batching, prefix caching, latency. Exit 0 all passed, 1 a check failed, "
-            "2 the run could not be made. Writes verify-report.json, verify-junit.xml and PNGs to --out."
+            "2 the run could not be made. Writes verify-report.json, verify-junit.xml and PNGs to --out "
+            "(the PNGs need the plots extra: pip install 'kvstack[plots]')."
         ),
     )
     add_arguments(parser)

@@ -1,7 +1,7 @@
 """PNG plots from a report: throughput and TTFT against concurrency, cold against warm TTFT.
 
-Read from the report's figures (so a saved JSON can be re-plotted). matplotlib is optional: without it
-the plots are skipped and the report says so.
+Read from the report's figures (so a saved JSON can be re-plotted). matplotlib is the ``plots`` extra:
+without it the plots are skipped and the report (and the console) says what to install.
 """
 
 from __future__ import annotations
@@ -12,6 +12,10 @@ from typing import Any
 from kvstack.bench.report import VerifyReport
 
 SWEEP_PNG = "sweep.png"
+PLOTS_MISSING_NOTE = (
+    "matplotlib is not installed: PNG plots skipped (JSON and JUnit are written); "
+    "pip install 'kvstack[plots]' for them"
+)
 PREFIX_PNG = "prefix_cold_vs_warm.png"
 
 
@@ -26,7 +30,7 @@ def matplotlib_available() -> bool:
 def write_plots(report: VerifyReport, out_dir: Path) -> tuple[dict[str, str], list[str]]:
     """Write the PNGs that the report has data for: ({name: path}, notes)."""
     if not matplotlib_available():
-        return {}, ["matplotlib is not installed: PNG plots skipped (pip install matplotlib)"]
+        return {}, [PLOTS_MISSING_NOTE]
     import matplotlib
 
     matplotlib.use("Agg")
