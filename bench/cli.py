@@ -23,6 +23,7 @@ from kvstack.bench.config import (
 from kvstack.bench.console import make_display, render_report, result_console
 from kvstack.bench.report import EXIT_ERROR
 from kvstack.errors import ConfigError
+from kvstack.output_paths import OutputPathError, check_output_dir
 
 DEFAULT_OUT = Path("reports/verify")
 API_KEY_ENV = "VLLM_API_KEY"
@@ -131,6 +132,9 @@ def add_parser(subparsers: Any) -> None:
             "2 the run could not be made. Writes verify-report.json, verify-junit.xml and PNGs to --out "
             "(the PNGs need the plots extra: pip install 'kvstack[plots]')."
         ),
+        epilog="exit codes: 0 every check passed; 1 a check failed; 2 the run could not be made (bad "
+        "config, flags or files, an unusable --out, the endpoint unreachable); 4 internal error "
+        "(kvstack --debug verify ... prints the traceback)",
     )
     add_arguments(parser)
     parser.set_defaults(func=run_from_args)
@@ -196,8 +200,12 @@ def run_from_args(args: argparse.Namespace) -> int:
 
     try:
         config = config_from_args(args)
+        check_output_dir(args.out, "--out")  # before the run writes its first report
     except ConfigError as exc:
         print(f"kvstack verify: invalid configuration:\n{exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except OutputPathError as exc:
+        print(f"kvstack verify: {exc}", file=sys.stderr)
         return EXIT_ERROR
     result = run_verify(config, args.out, display=make_display(quiet=args.quiet))
     render_report(result.report, result_console())

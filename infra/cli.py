@@ -1,7 +1,8 @@
 """``kvstack plan``, ``kvstack render`` and ``kvstack lint``: the stack without the Pulumi engine.
 
 Exit codes: 0 ok; 1 a check failed (lint findings, capacity below the floor); 2 bad config or usage
-(the message names the field and the stack file). Nothing here imports Pulumi.
+(the message names the field and the stack file, or the flag and the path); an unexpected error is
+reported by ``kvstack.cli`` in one line (exit 4). Nothing here imports Pulumi.
 """
 
 from __future__ import annotations
@@ -32,10 +33,27 @@ from kvstack.infra.config import (
     GpuSpec,
     StackConfig,
     load_stack,
+    stack_file_path,
 )
 from kvstack.infra.stack import CapacityError, StackPlan, build_stack, plan_inputs
+from kvstack.output_paths import OutputPathError, check_output_dir, check_output_file
 
 OK, CHECK_FAILED, BAD_INPUT = 0, 1, 2
+_EXIT_CODES = """
+exit codes: 0 ok; 1 {failed}; 2 bad input (the message names the field and the file, or the flag and
+the path; nothing is written); 4 internal error (kvstack --debug {name} ... prints the traceback)
+"""
+
+
+class InputError(ValueError):
+    """A file given on the command line (or named by the stack) that cannot be read as text."""
+
+
+def _unreadable(path: Path, exc: OSError | UnicodeDecodeError) -> InputError:
+    if isinstance(exc, UnicodeDecodeError):
+        return InputError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8")
+    return InputError(f"{path}: cannot read: {exc.strerror or exc}")
+
 
 _SECTION_OF: dict[type[BaseModel], str] = {EngineSpec: "engine", GpuSpec: "gpu", CapacitySpec: "capacity"}
 _STACK_HELP = "stack name: reads Pulumi.NAME.yaml from the project directory"
@@ -69,9 +87,8 @@ def _add_plan(subparsers: Any) -> None:
         "max_model_len, from a model's config.json and the engine knobs, the way vLLM sizes its KV "
         "cache at start-up. "
         "Exits 1 when max concurrency is below the floor, with the knobs that would fix it.",
-        epilog=_EPILOG_PLAN.format(
-            shapes=", ".join(builtin_shapes()), gpus=", ".join(KNOWN_GPU_MEMORY_BYTES)
-        ),
+        epilog=_EPILOG_PLAN.format(shapes=", ".join(builtin_shapes()), gpus=", ".join(KNOWN_GPU_MEMORY_BYTES))
+        + _EXIT_CODES.format(failed="max concurrency below the floor", name="plan"),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     plan.add_argument("--stack", metavar="NAME", help=_STACK_HELP + "; flags below override its values")
@@ -156,7 +173,8 @@ def _add_render(subparsers: Any) -> None:
         "object in apply order, for review or GitOps. Secrets whose values are Pulumi secrets are left out "
         "(a note says how to create them). Earlier NN-*.yaml files in DIR are replaced.",
         epilog="example:\n  kvstack render --stack prod --out rendered/prod\n"
-        "  kvstack lint --manifests rendered/prod",
+        "  kvstack lint --manifests rendered/prod\n"
+        + _EXIT_CODES.format(failed="max concurrency below the floor", name="render"),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     render.add_argument("--stack", metavar="NAME", required=True, help=_STACK_HELP)
@@ -182,7 +200,8 @@ def _add_lint(subparsers: Any) -> None:
         "probed, scraped), the capacity floor, and schemas (Kubernetes, CRDs, prometheus-adapter). Exits 1 "
         "naming each failure.",
         epilog="examples:\n  kvstack lint --stack prod\n"
-        "  kvstack lint --manifests rendered/prod --kube-version 1.31",
+        "  kvstack lint --manifests rendered/prod --kube-version 1.31\n"
+        + _EXIT_CODES.format(failed="a check failed (each failure is named)", name="lint"),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     source = lint.add_mutually_exclusive_group(required=True)
@@ -204,7 +223,10 @@ def _err(message: str) -> None:
 
 
 def _load(stack: str, project_dir: Path) -> tuple[str, StackConfig]:
-    stack_file, config = load_stack(stack, project_dir)
+    try:
+        stack_file, config = load_stack(stack, project_dir)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _unreadable(stack_file_path(stack, project_dir), exc) from exc
     return stack_file.source, config
 
 
@@ -234,7 +256,10 @@ def _plan_inputs(args: argparse.Namespace) -> tuple[PlanInputs, float, str]:
         base = {name: getattr(stack_inputs, name) for name in PlanInputs.model_fields}
         floor = config.capacity.min_concurrency
     if args.model:
-        base["shape"] = load_shape(args.model, base_dir=Path.cwd())
+        try:
+            base["shape"] = load_shape(args.model, base_dir=Path.cwd())
+        except (OSError, UnicodeDecodeError) as exc:
+            raise _unreadable(Path(args.model), exc) from exc
     if args.gpu:
         if args.gpu not in KNOWN_GPU_MEMORY_BYTES:
             raise ValueError(
@@ -314,9 +339,16 @@ def run_render(args: argparse.Namespace) -> int:
     from kvstack.infra.render import render
 
     try:
+        # the output paths first: a refused run writes nothing
+        check_output_dir(args.out, "--out")
+        if args.outputs:
+            check_output_file(args.outputs, "--outputs")
         plan = _build(args.stack, args.project_dir, enforce_floor=True)
     except ConfigError as exc:
         _err(str(exc))
+        return BAD_INPUT
+    except (InputError, OutputPathError, ShapeError) as exc:
+        _err(f"kvstack render: {exc}")
         return BAD_INPUT
     except CapacityError as exc:
         _err(str(exc))
@@ -341,20 +373,27 @@ def run_render(args: argparse.Namespace) -> int:
 
 def run_lint(args: argparse.Namespace) -> int:
     from kvstack.infra.lint import Finding, failed, lint
-    from kvstack.infra.render import load_manifest_dir
+    from kvstack.infra.render import ManifestError, load_manifest_dir
 
     findings: list[Finding] = []
     if args.manifests:
         if not args.manifests.is_dir():
             _err(f"kvstack lint: {args.manifests} is not a folder")
             return BAD_INPUT
-        bodies = load_manifest_dir(args.manifests)
+        try:
+            bodies = load_manifest_dir(args.manifests)
+        except ManifestError as exc:
+            _err(f"kvstack lint: {exc}")
+            return BAD_INPUT
         title = str(args.manifests)
     else:
         try:
             plan = _build(args.stack, args.project_dir, enforce_floor=False)
         except ConfigError as exc:
             _err(str(exc))
+            return BAD_INPUT
+        except (InputError, ShapeError) as exc:
+            _err(f"kvstack lint: {exc}")
             return BAD_INPUT
         bodies = [m.body for m in plan.manifests]
         title = plan.source

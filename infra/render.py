@@ -77,11 +77,24 @@ def render(manifests: Sequence[Manifest], config: StackConfig, out_dir: Path) ->
     return Rendered(files=files, removed=[p for p in removed if p not in files], notes=secret_notes(config))
 
 
+class ManifestError(ValueError):
+    """A file of a manifest folder that is not readable YAML text; the message names the file."""
+
+
 def load_manifest_dir(folder: Path) -> list[dict[str, Any]]:
     """Every object in the ``*.yaml``/``*.yml`` files of a folder (multi-document files included)."""
     bodies: list[dict[str, Any]] = []
     for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
-        for document in yaml.safe_load_all(path.read_text(encoding="utf-8")):
-            if isinstance(document, dict) and "kind" in document:
-                bodies.append(document)
+        try:
+            documents = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or exc
+            raise ManifestError(f"{path}: not valid YAML: {problem}{at}") from exc
+        except UnicodeDecodeError as exc:
+            raise ManifestError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+        except OSError as exc:
+            raise ManifestError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+        bodies.extend(d for d in documents if isinstance(d, dict) and "kind" in d)
     return bodies

@@ -14,6 +14,7 @@ from rich.console import Console
 from kvstack.local import install, stack
 from kvstack.local import state as st
 from kvstack.local.settings import LocalStackSettings, PrometheusSettings, VllmSettings
+from kvstack.output_paths import OutputPathError, check_output_dir
 
 EPILOG = """\
 exit codes:
@@ -23,6 +24,8 @@ exit codes:
   down    0 always (what was recorded is stopped; nothing recorded is fine)
   status  0 every part healthy, 1 recorded but not healthy, 3 no stack recorded here
   url     0 printed, 3 no stack recorded here
+  any     2 --state-dir or --cache-dir is a file or cannot be written; 4 internal error
+          (kvstack --debug local ... prints the traceback)
 
 files: the vLLM venv and the model are cached in $KVSTACK_CACHE_DIR (default ~/.cache/kvstack);
 pids, ports, URLs and logs of a running stack are in $KVSTACK_STATE_DIR (default ./.kvstack/local).
@@ -79,6 +82,10 @@ def add_parser(sub: Any) -> None:
 
 
 def _settings(args: argparse.Namespace) -> LocalStackSettings:
+    """The settings of the flags; raises OutputPathError for a --state-dir/--cache-dir of the wrong kind."""
+    for flag, path in (("--state-dir", args.state_dir), ("--cache-dir", getattr(args, "cache_dir", None))):
+        if path is not None and path.exists() and not path.is_dir():
+            raise OutputPathError(f"{flag} {path}: is a file, not a folder")
     fields: dict[str, Any] = {}
     if args.state_dir is not None:
         fields["state_dir"] = args.state_dir
@@ -122,7 +129,12 @@ def run_up(args: argparse.Namespace) -> int:
     console = Console()
     try:
         settings = _settings(args)
+        check_output_dir(settings.state_dir, "--state-dir")
+        check_output_dir(settings.cache_dir, "--cache-dir")
         state, started = stack.up(settings, say=_sayer(console), wait=rich_wait(console))
+    except OutputPathError as exc:
+        console.print(f"kvstack local up: {exc}", style="red", markup=False, highlight=False, soft_wrap=True)
+        return 2
     except ValidationError as exc:
         console.print(f"[red]kvstack local up: bad option[/red]\n{exc}")
         return 2
@@ -137,7 +149,12 @@ def run_up(args: argparse.Namespace) -> int:
 
 def run_install(args: argparse.Namespace) -> int:
     console = Console()
-    settings = _settings(args)
+    try:
+        settings = _settings(args)
+        check_output_dir(settings.cache_dir, "--cache-dir")
+    except OutputPathError as exc:
+        console.print(f"kvstack local install: {exc}", style="red", markup=False, soft_wrap=True)
+        return 2
     try:
         install.ensure_vllm_env(settings, _sayer(console))
         install.ensure_model(settings, _sayer(console))
