@@ -1,5 +1,10 @@
-"""``python -m bench``: run ``kvstack verify`` without the kvstack command (e.g. on a bare GPU image)."""
+"""``python -m kvstack.bench``: ``kvstack verify`` without the kvstack command (e.g. on a bare GPU image).
 
-from kvstack.bench.cli import main
+It goes through ``kvstack.cli`` so that its errors are reported the same way (one line, no traceback).
+"""
 
-raise SystemExit(main())
+import sys
+
+from kvstack.cli import main
+
+raise SystemExit(main(["verify", *sys.argv[1:]]))
