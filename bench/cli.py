@@ -1,7 +1,8 @@
 """Command line of ``kvstack verify``: flags -> ``VerifyConfig`` -> ``run_verify`` -> exit code.
 
 ``add_parser(subparsers)`` registers the subcommand on the ``kvstack`` parser; ``main(argv)`` runs it
-standalone (``python -m bench``). Flags override the config file; both are validated by one model.
+standalone (``python -m kvstack.bench`` goes through ``kvstack.cli`` instead, for its error handling).
+Flags override the config file; both are validated by one model.
 """
 
 from __future__ import annotations
@@ -213,7 +214,7 @@ def run_from_args(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m bench [flags]``: the same as ``kvstack verify [flags]``."""
+    """``kvstack verify [flags]`` without the top-level command's error handling (tests call it)."""
     parser = argparse.ArgumentParser(prog="kvstack verify", description="Verify a live vLLM endpoint.")
     add_arguments(parser)
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
