@@ -1,10 +1,8 @@
-"""``python -m kvstack.bench``: ``kvstack verify`` without the kvstack command (e.g. on a bare GPU image).
+"""``python -m kvstack.bench``: ``kvstack verify`` without the kvstack command.
 
-It goes through ``kvstack.cli`` so that its errors are reported the same way (one line, no traceback).
+``python -m kvstack verify`` is the same with kvstack.cli's one-line error reporting.
 """
 
-import sys
+from kvstack.bench.cli import main
 
-from kvstack.cli import main
-
-raise SystemExit(main(["verify", *sys.argv[1:]]))
+raise SystemExit(main())

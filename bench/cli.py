@@ -1,7 +1,7 @@
 """Command line of ``kvstack verify``: flags -> ``VerifyConfig`` -> ``run_verify`` -> exit code.
 
 ``add_parser(subparsers)`` registers the subcommand on the ``kvstack`` parser; ``main(argv)`` runs it
-standalone (``python -m kvstack.bench`` goes through ``kvstack.cli`` instead, for its error handling).
+standalone (``python -m kvstack.bench``; ``python -m kvstack verify`` adds kvstack.cli's error handling).
 Flags override the config file; both are validated by one model.
 """
 

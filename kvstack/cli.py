@@ -88,7 +88,7 @@ class MissingExtra(Exception):
     def advice(self) -> str:
         if self.extra is None:
             return (
-                f"the Python package '{self.package}' (a dependency of kvstack) is not installed; "
+                f"the Python package '{self.package}' is not installed (kvstack needs it): "
                 "reinstall kvstack (pip install kvstack)"
             )
         return (

@@ -27,13 +27,13 @@ vllm_bench() {  # concurrency
 echo "== warm-up (first requests pay for compilation and graph capture)"
 vllm_bench 32 > /dev/null
 echo "== kvstack verify, sweep 1,8,32,128"
-python3 -m kvstack.bench --endpoint http://127.0.0.1:8000 --out "$out/verify" --no-plots \
+python3 -m kvstack verify --endpoint http://127.0.0.1:8000 --out "$out/verify" --no-plots \
   --sweep-levels 1,8,32,128 --sweep-rounds "$rounds" --prompt-tokens 160 --output-tokens 256 \
   --prefix-tokens 1300 --expected-block-size 16 2>&1 | tail -60 || true
 echo "== vllm bench serve"
 vllm_bench 32
 vllm_bench 128
 echo "== kvstack verify again (order effects)"
-python3 -m kvstack.bench --endpoint http://127.0.0.1:8000 --out "$out/verify2" --no-plots --no-use-cases \
+python3 -m kvstack verify --endpoint http://127.0.0.1:8000 --out "$out/verify2" --no-plots --no-use-cases \
   --sweep-levels 32,128 --sweep-rounds "$rounds" --prompt-tokens 160 --output-tokens 256 \
   --prefix-tokens 1300 --expected-block-size 16 2>&1 | grep -A 8 "concurrency sweep" || true

@@ -5,7 +5,7 @@ set -euo pipefail
 shape=${1:-llama8b}; rounds=${2:-5}; out=${OUT:-/tmp/out}
 export PYTHONPATH="$PWD:/root/site:/root/extra" HF_HUB_OFFLINE=1 VLLM_NO_USAGE_STATS=1
 ours() {
-  python3 -m kvstack.bench --endpoint http://127.0.0.1:8000 --out "/tmp/verify-$1" --no-plots --no-use-cases \
+  python3 -m kvstack verify --endpoint http://127.0.0.1:8000 --out "/tmp/verify-$1" --no-plots --no-use-cases \
     --prompts 16 --sweep-levels 32,128 --sweep-rounds "$rounds" --prompt-tokens 160 --output-tokens 256 \
     --prefix-tokens 1300 2>&1 | grep -E "^│ +(32|128) " | sed "s/^/[kvstack $1] /"
   cp "/tmp/verify-$1/verify-report.json" "$out/verify-report-$1.json"

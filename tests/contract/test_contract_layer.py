@@ -30,7 +30,7 @@ from kvstack.contract.yaml_text import dump_yaml
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "kvstack"
 CONTRACT = PACKAGE / "contract"
-FIXTURES = ROOT / "tests" / "monitoring" / "fixtures"
+FIXTURES = ROOT / "tests" / "fixtures"
 EXPOSITIONS = sorted(FIXTURES.glob("*.metrics.txt"))
 # Deliberately simpler than the code under test: any "vllm:" followed by a name character.
 VLLM_NAME = re.compile(r"vllm:[A-Za-z_]")
