@@ -1,4 +1,4 @@
-"""Helpers shared by the bench tests (imported by name: tests/bench is on sys.path under pytest)."""
+"""Helpers shared by the bench tests (``from tests.bench.bench_helpers import ...``)."""
 
 from __future__ import annotations
 

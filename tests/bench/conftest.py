@@ -8,7 +8,8 @@ import sys
 from collections.abc import Callable, Iterator
 
 import pytest
-from bench_helpers import FAKE, FakeServer
+
+from tests.bench.bench_helpers import FAKE, FakeServer
 
 
 @pytest.fixture

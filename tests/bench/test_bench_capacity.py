@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from bench_helpers import CPU_METRICS, H100_METRICS
 
 from kvstack.bench.capacity import CapacityParseError, parse_kv_capacity
 from kvstack.bench.checks.kv_capacity import judge_capacity
 from kvstack.bench.config import ExpectedCapacity, Thresholds
 from kvstack.bench.report import Verdict
+from tests.bench.bench_helpers import CPU_METRICS, H100_METRICS
 
 CPU = CPU_METRICS.read_text()
 H100 = H100_METRICS.read_text()

@@ -10,12 +10,13 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
-from bench_helpers import FakeServer, small_workload
 
 from kvstack.bench.report import Verdict
 from kvstack.bench.verify import JSON_NAME, JUNIT_NAME, VerifyResult, run_verify
+from tests.bench.bench_helpers import FakeServer, small_workload
 
 
 def verify(url: str, out: Path, **overrides: object) -> tuple[VerifyResult, float]:
@@ -24,11 +25,11 @@ def verify(url: str, out: Path, **overrides: object) -> tuple[VerifyResult, floa
     return result, time.perf_counter() - start
 
 
-def assert_partial_report(result: VerifyResult, out: Path, message: str) -> dict[str, object]:
+def assert_partial_report(result: VerifyResult, out: Path, message: str) -> dict[str, Any]:
     assert result.exit_code == 2
     assert result.report.run_error is not None
     assert message in result.report.run_error
-    data = json.loads((out / JSON_NAME).read_text())
+    data: dict[str, Any] = json.loads((out / JSON_NAME).read_text())
     assert data["exit_code"] == 2
     assert data["outcome"] == "error"
     assert message in data["run_error"]

@@ -13,10 +13,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from bench_helpers import FakeServer, small_workload
-
 from kvstack.bench.plots import PREFIX_PNG, SWEEP_PNG
 from kvstack.bench.verify import JSON_NAME, JUNIT_NAME
+from tests.bench.bench_helpers import FakeServer, small_workload
 
 WITHOUT_MATPLOTLIB = (
     "import sys\n"

@@ -6,12 +6,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from bench_helpers import CPU_METRICS, H100_METRICS, FakeServer, small_workload
-
 from kvstack.bench.checks.prefix import replica_problem
 from kvstack.bench.metrics import backends_differ, counter_delta, parse_counters
 from kvstack.bench.report import Verdict
 from kvstack.bench.verify import run_verify
+from tests.bench.bench_helpers import CPU_METRICS, H100_METRICS, FakeServer, small_workload
 
 ENDPOINT = "http://vllm.prod:8000"
 ADVICE = (

@@ -11,11 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from bench_helpers import FakeServer, small_workload
 
 from kvstack.bench.cli import main
 from kvstack.bench.report import Verdict
 from kvstack.bench.verify import JSON_NAME, JUNIT_NAME, run_verify
+from tests.bench.bench_helpers import FakeServer, small_workload
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,13 +9,15 @@ not a file.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
-from infra_stacks import stack_document
+
+from tests.infra.infra_stacks import stack_document
 
 Edit = Callable[[dict[str, Any]], None]
 Write = Callable[[str], bytes]
@@ -28,7 +30,7 @@ class BadStack:
     words: str
     edit: Edit | None = None
     write: Write | None = None
-    files: dict[str, bytes] = field(default_factory=dict)
+    files: dict[str, bytes] = dataclasses.field(default_factory=dict)  # `field` is a field name here
 
     @property
     def file_level(self) -> bool:

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 import yaml
-from infra_stacks import stack_document
+
+from tests.infra.infra_stacks import stack_document
 
 StackWriter = Callable[..., Path]
 

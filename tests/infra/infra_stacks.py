@@ -1,6 +1,6 @@
 """Helpers shared by the infra tests: the example stacks of the repo and their plans.
 
-(A plain module: tests/infra has no __init__.py, so that ``infra`` keeps naming the package under test.)
+(``from tests.infra.infra_stacks import ...``; the package under test is ``kvstack.infra``.)
 """
 
 from __future__ import annotations

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from infra_stacks import CALIBRATION_SHAPES, DATA_DIR, LLAMA8B_CALIBRATION, PROJECT_DIR
 from prometheus_client.parser import text_string_to_metric_families
 
 from kvstack.infra.capacity import (
@@ -25,6 +24,7 @@ from kvstack.infra.capacity import (
 )
 from kvstack.infra.config import KNOWN_GPU_MEMORY_BYTES, load_stack
 from kvstack.infra.stack import CapacityError, build_stack
+from tests.infra.infra_stacks import CALIBRATION_SHAPES, DATA_DIR, LLAMA8B_CALIBRATION, PROJECT_DIR
 
 H100_GIB = KNOWN_GPU_MEMORY_BYTES["NVIDIA-H100-80GB-HBM3"] / GIB
 TOLERANCE = 0.03  # the bar: within 3% of what vLLM reports

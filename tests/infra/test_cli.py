@@ -12,15 +12,15 @@ from typing import Any
 
 import pytest
 import yaml
-from bad_stacks import BAD_STACKS, BadStack
-from infra_stacks import LLAMA8B_CALIBRATION, PROJECT_DIR, example_plan
-from test_config import BAD_CONFIGS
 
 from kvstack.cli import main as kvstack_main
 from kvstack.infra import cli as infra_cli
 from kvstack.infra.capacity import GIB
 from kvstack.infra.config import KNOWN_GPU_MEMORY_BYTES
 from kvstack.infra.render import load_manifest_dir
+from tests.infra.bad_stacks import BAD_STACKS, BadStack
+from tests.infra.infra_stacks import LLAMA8B_CALIBRATION, PROJECT_DIR, example_plan
+from tests.infra.test_config import BAD_CONFIGS
 
 
 def run(*argv: str) -> int:

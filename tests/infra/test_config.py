@@ -9,8 +9,6 @@ from typing import Any
 
 import pytest
 import yaml
-from bad_stacks import BAD_STACKS, BadStack
-from infra_stacks import PROJECT_DIR, example_config, stack_document
 from pydantic import BaseModel, ValidationError
 
 from kvstack.infra.config import (
@@ -27,6 +25,8 @@ from kvstack.infra.config import (
 )
 from kvstack.infra.config.parse import config_issues
 from kvstack.monitoring.alerts.thresholds import AlertThresholds
+from tests.infra.bad_stacks import BAD_STACKS, BadStack
+from tests.infra.infra_stacks import PROJECT_DIR, example_config, stack_document
 
 Edit = Callable[[dict[str, Any]], None]
 

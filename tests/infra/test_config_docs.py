@@ -7,7 +7,6 @@ import argparse
 import re
 import typing
 
-from infra_stacks import PROJECT_DIR
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
@@ -20,6 +19,7 @@ from kvstack.infra.config import (
     ScalingSpec,
     StackConfig,
 )
+from tests.infra.infra_stacks import PROJECT_DIR
 
 
 def _tables(text: str) -> dict[str, dict[str, str]]:
@@ -102,7 +102,7 @@ def test_autoscaling_docs_table_is_the_models_defaults() -> None:
 def test_plan_flags_help_comes_from_the_models() -> None:
     parser = argparse.ArgumentParser(prog="kvstack")
     infra_cli.add_parser(parser.add_subparsers(dest="command"))
-    plan = parser._subparsers._group_actions[0].choices["plan"]  # type: ignore[union-attr]
+    plan = parser._subparsers._group_actions[0].choices["plan"]  # type: ignore[union-attr,index]
     actions = {a.option_strings[0]: a for a in plan._actions if a.option_strings}
     engine = EngineSpec.model_fields
     assert actions["--kv-cache-dtype"].choices == list(typing.get_args(engine["kv_cache_dtype"].annotation))

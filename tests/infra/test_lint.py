@@ -7,9 +7,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from infra_stacks import EXAMPLE_STACKS, example_plan
 
 from kvstack.infra.lint import failed, lint, monitored_metrics
+from tests.infra.infra_stacks import EXAMPLE_STACKS, example_plan
 
 Bodies = list[dict[str, Any]]
 Mutation = Callable[[Bodies], None]

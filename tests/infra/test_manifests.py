@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 import yaml
-from infra_stacks import EXAMPLE_STACKS, example_config, example_plan
 
 from kvstack.infra.config import StackConfig
 from kvstack.infra.manifests import build_manifests
@@ -25,6 +24,7 @@ from kvstack.monitoring.alerts.autoscaling import (
 )
 from kvstack.monitoring.alerts.rules import rule_groups
 from kvstack.monitoring.dashboards import DASHBOARD_UIDS, dashboard_documents
+from tests.infra.infra_stacks import EXAMPLE_STACKS, example_config, example_plan
 
 KUBE_VERSIONS = ("1.30", "1.34")
 

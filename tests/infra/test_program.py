@@ -7,7 +7,8 @@ from typing import Any
 
 import pulumi
 import pytest
-from infra_stacks import PROJECT_DIR, example_plan, stack_document
+
+from tests.infra.infra_stacks import PROJECT_DIR, example_plan, stack_document
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
@@ -117,7 +118,7 @@ def _check_stack(mocks: RecordingMocks, stack: str, expected_roles: list[tuple[s
             (KIND_TYPES[kind], f"{plan.config.name}-{role}") for role, kind in expected_roles
         )
         # ... and the component as parent (the URN's type chain is parent$child)
-        registered = pulumi.runtime.settings.get_monitor().resources  # type: ignore[attr-defined]
+        registered = pulumi.runtime.settings.get_monitor().resources  # type: ignore[union-attr]
         child_urns = [u for u in registered if not u.split("::")[2].endswith(COMPONENT_TYPE)]
         assert len(child_urns) == len(expected_roles)
         for urn in child_urns:

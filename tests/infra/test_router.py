@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from infra_stacks import DATA_DIR, PROJECT_DIR, example_config, example_plan
 from prometheus_client.parser import text_string_to_metric_families
 
 from kvstack.infra.config import ConfigError, StackConfig, load_stack
@@ -23,6 +22,7 @@ from kvstack.infra.manifests.names import (
 )
 from kvstack.infra.schema import KUBE_VERSIONS, validate, validate_all
 from kvstack.infra.stack import build_stack
+from tests.infra.infra_stacks import DATA_DIR, PROJECT_DIR, example_config, example_plan
 
 ROUTER_FIXTURE = DATA_DIR / "vllm-router-0.1.17.metrics.txt"
 
