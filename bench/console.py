@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from kvstack.bench.figures import PrefixFigures, SweepFigures
 from kvstack.bench.report import Verdict, VerifyReport
 
 
@@ -199,9 +200,8 @@ def render_report(report: VerifyReport, console: Console | None = None) -> None:
             check.title, f"[{style}]{check.verdict.value.upper()}[/{style}]", check.summary, check.reason
         )
     console.print(table)
-    sweep_check = report.check("sweep")
-    sweep = sweep_check.figures if sweep_check is not None else None
-    if isinstance(sweep, dict) and sweep.get("levels"):
+    sweep = report.figures("sweep", SweepFigures)
+    if sweep is not None and sweep.levels:
         st = Table(title="concurrency sweep")
         for col in (
             "concurrency",
@@ -213,34 +213,32 @@ def render_report(report: VerifyReport, console: Console | None = None) -> None:
             "E2E p50 ms",
         ):
             st.add_column(col, justify="right")
-        for level in sweep["levels"]:
+        for level in sweep.levels:
             st.add_row(
-                str(level["concurrency"]),
-                str(level["requests"]),
-                str(level["failed"]),
-                f"{level['output_throughput']:.1f}",
-                _ms(level["ttft"].get("p50_ms")),
-                _ms(level["tpot"].get("p50_ms")),
-                _ms(level["e2e"].get("p50_ms")),
+                str(level.concurrency),
+                str(level.requests),
+                str(level.failed),
+                f"{level.output_throughput:.1f}",
+                _ms(level.ttft.p50_ms),
+                _ms(level.tpot.p50_ms),
+                _ms(level.e2e.p50_ms),
             )
         console.print(st)
-        if sweep.get("knee_note"):
-            console.print(f"knee: {sweep['knee_note']}", highlight=False, markup=False)
-    prefix = report.check("prefix_caching")
-    cases = prefix.figures.get("use_cases") if prefix is not None else None
-    if isinstance(cases, list) and cases:
+        if sweep.knee_note:
+            console.print(f"knee: {sweep.knee_note}", highlight=False, markup=False)
+    prefix = report.figures("prefix_caching", PrefixFigures)
+    if prefix is not None and prefix.use_cases:
         ut = Table(title="where prefix caching pays (cold vs warm TTFT)")
         for col in ("use case", "prefix tokens", "cold p50 ms", "warm p50 ms", "speedup", "pays"):
             ut.add_column(col, justify="right")
-        for case in cases:
-            speedup = case.get("speedup")
+        for case in prefix.use_cases:
             ut.add_row(
-                case["name"],
-                str(case.get("prefix_tokens") or "-"),
-                _ms(case.get("cold_ttft_ms")),
-                _ms(case.get("warm_ttft_ms")),
-                f"{speedup:.2f}x" if isinstance(speedup, float) else "-",
-                "yes" if case.get("pays") else "no",
+                case.name,
+                str(case.prefix_tokens or "-"),
+                _ms(case.cold_ttft_ms),
+                _ms(case.warm_ttft_ms),
+                f"{case.speedup:.2f}x" if case.speedup is not None else "-",
+                "yes" if case.pays else "no",
             )
         console.print(ut)
     for note in report.notes:

@@ -7,8 +7,8 @@ without it the plots are skipped and the report (and the console) says what to i
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
+from kvstack.bench.figures import PrefixFigures, SweepFigures
 from kvstack.bench.report import VerifyReport
 
 SWEEP_PNG = "sweep.png"
@@ -35,36 +35,36 @@ def write_plots(report: VerifyReport, out_dir: Path) -> tuple[dict[str, str], li
 
     matplotlib.use("Agg")
     files: dict[str, str] = {}
-    sweep = report.check("sweep")
-    if sweep is not None and sweep.figures.get("levels"):
+    sweep = report.figures("sweep", SweepFigures)
+    if sweep is not None and sweep.levels:
         path = out_dir / SWEEP_PNG
-        _plot_sweep(sweep.figures, path, report.endpoint)
+        _plot_sweep(sweep, path, report.endpoint)
         files["sweep_png"] = str(path)
-    prefix = report.check("prefix_caching")
-    if prefix is not None and (prefix.figures.get("speedup") or prefix.figures.get("use_cases")):
+    prefix = report.figures("prefix_caching", PrefixFigures)
+    if prefix is not None and (prefix.speedup or prefix.use_cases):
         path = out_dir / PREFIX_PNG
-        if _plot_prefix(prefix.figures, path, report.endpoint):
+        if _plot_prefix(prefix, path, report.endpoint):
             files["prefix_png"] = str(path)
     return files, []
 
 
-def _plot_sweep(fig_data: dict[str, Any], path: Path, endpoint: str) -> None:
+def _plot_sweep(sweep: SweepFigures, path: Path, endpoint: str) -> None:
     import matplotlib.pyplot as plt
 
-    levels = [lv for lv in fig_data["levels"] if lv["requests"] > lv["failed"]]
-    conc = [lv["concurrency"] for lv in levels]
-    tput = [lv["output_throughput"] for lv in levels]
-    ttft50 = [lv["ttft"]["p50_ms"] or 0.0 for lv in levels]
-    ttft99 = [lv["ttft"]["p99_ms"] or 0.0 for lv in levels]
-    tpot50 = [lv["tpot"]["p50_ms"] or 0.0 for lv in levels]
+    levels = [lv for lv in sweep.levels if lv.requests > lv.failed]
+    conc = [lv.concurrency for lv in levels]
+    tput = [lv.output_throughput for lv in levels]
+    ttft50 = [lv.ttft.p50_ms or 0.0 for lv in levels]
+    ttft99 = [lv.ttft.p99_ms or 0.0 for lv in levels]
+    tpot50 = [lv.tpot.p50_ms or 0.0 for lv in levels]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
     ax1.plot(conc, tput, marker="o")
     ax1.set_xscale("log", base=2)
     ax1.set_xlabel("concurrency")
     ax1.set_ylabel("output tokens/s")
     ax1.set_title("throughput")
-    knee = fig_data.get("knee_concurrency")
-    if knee in conc:
+    knee = sweep.knee_concurrency
+    if knee is not None and knee in conc:
         ax1.axvline(knee, linestyle="--", color="grey")
         ax1.annotate("knee", (knee, max(tput) * 0.5), rotation=90, color="grey")
     ax2.plot(conc, ttft50, marker="o", label="TTFT p50")
@@ -84,21 +84,21 @@ def _plot_sweep(fig_data: dict[str, Any], path: Path, endpoint: str) -> None:
     plt.close(fig)
 
 
-def _plot_prefix(fig_data: dict[str, Any], path: Path, endpoint: str) -> bool:
+def _plot_prefix(prefix: PrefixFigures, path: Path, endpoint: str) -> bool:
     import matplotlib.pyplot as plt
 
     labels: list[str] = []
     cold: list[float] = []
     warm: list[float] = []
-    if fig_data.get("cold_ttft_ms") and fig_data.get("warm_ttft_ms"):
-        labels.append(f"check\n{fig_data.get('prefix_tokens') or '?'} tok")
-        cold.append(fig_data["cold_ttft_ms"])
-        warm.append(fig_data["warm_ttft_ms"])
-    for case in fig_data.get("use_cases") or []:
-        if case.get("cold_ttft_ms") and case.get("warm_ttft_ms"):
-            labels.append(f"{case['name']}\n{case.get('prefix_tokens') or '?'} tok")
-            cold.append(case["cold_ttft_ms"])
-            warm.append(case["warm_ttft_ms"])
+    if prefix.cold_ttft_ms and prefix.warm_ttft_ms:
+        labels.append(f"check\n{prefix.prefix_tokens or '?'} tok")
+        cold.append(prefix.cold_ttft_ms)
+        warm.append(prefix.warm_ttft_ms)
+    for case in prefix.use_cases:
+        if case.cold_ttft_ms and case.warm_ttft_ms:
+            labels.append(f"{case.name}\n{case.prefix_tokens or '?'} tok")
+            cold.append(case.cold_ttft_ms)
+            warm.append(case.warm_ttft_ms)
     if not labels:
         return False
     xs = list(range(len(labels)))

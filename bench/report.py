@@ -10,13 +10,19 @@ import json
 import xml.etree.ElementTree as ET
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field
 
 from kvstack.bench.client import RequestOutcome
 
 REPORT_VERSION = "kvstack.verify/v1"
+# additions within v1 (keys only added, never renamed or re-meant): 1 = typed figures (engine "chat": null
+# when not checked, prefix "notes"), 2 = phases sized by time and requests, the sweep's bound and stop,
+# goodput under SLO and the goodput_capacity check
+REPORT_MINOR_VERSION = 2
+
+_F = TypeVar("_F", bound=BaseModel)
 
 EXIT_PASSED = 0
 EXIT_FAILED = 1
@@ -60,6 +66,7 @@ class ErrorSummary(BaseModel):
 
 class VerifyReport(BaseModel):
     report_version: str = REPORT_VERSION
+    report_minor_version: int = REPORT_MINOR_VERSION
     kvstack_version: str
     started_at: str
     finished_at: str | None = None
@@ -78,6 +85,13 @@ class VerifyReport(BaseModel):
 
     def check(self, name: str) -> CheckResult | None:
         return next((c for c in self.checks if c.name == name), None)
+
+    def figures(self, name: str, model: type[_F]) -> _F | None:
+        """Check ``name``'s figures as the typed ``model`` (``bench.figures``); ``None`` if it has none."""
+        entry = self.check(name)
+        if entry is None or not entry.figures:
+            return None
+        return model.model_validate(entry.figures)
 
 
 def exit_code_for(checks: list[CheckResult], run_error: str | None) -> int:

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from kvstack.bench.checks import batching, engine, kv_capacity, latency, prefix
-from kvstack.bench.checks.context import RunContext
-from kvstack.bench.client import EndpointClient, EndpointError
+from kvstack.bench.checks.pipeline import Check, CheckRecord, Deps, NotMeasured, Probe, check_order_problems
+from kvstack.bench.client import EndpointClient, EndpointError, RequestOutcome
 from kvstack.bench.config import VerifyConfig
 from kvstack.bench.console import Display, QuietDisplay
 from kvstack.bench.discovery import discover, fetch_metrics
@@ -36,17 +37,17 @@ from kvstack.bench.report import (
 JSON_NAME = "verify-report.json"
 JUNIT_NAME = "verify-junit.xml"
 
-CheckFn = Callable[[RunContext], Awaitable[CheckResult]]
-
-# (name, title, function), in run order
-CHECKS: tuple[tuple[str, str, CheckFn], ...] = (
-    (engine.NAME, engine.TITLE, engine.run),
-    (kv_capacity.NAME, kv_capacity.TITLE, kv_capacity.run),
-    (batching.NAME, batching.TITLE, batching.run),
-    (batching.SWEEP_NAME, batching.SWEEP_TITLE, batching.run_sweep),
-    (prefix.NAME, prefix.TITLE, prefix.run),
-    (latency.NAME, latency.TITLE, latency.run),
+# in run order; a check's ``needs`` name checks before it
+CHECKS: tuple[Check[Any], ...] = (
+    engine.CHECK,
+    kv_capacity.CHECK,
+    batching.CHECK,
+    batching.SWEEP_CHECK,
+    prefix.CHECK,
+    latency.CHECK,
 )
+if _problems := check_order_problems(CHECKS):  # pragma: no cover - a programming error, caught by tests
+    raise RuntimeError("; ".join(_problems))
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,13 +91,14 @@ async def run_verify_async(
         endpoint=config.endpoint,
         config=config.model_dump(mode="json"),
         checks=[
-            CheckResult(name=name, title=title, verdict=Verdict.SKIPPED, reason="not run yet")
-            for name, title, _ in CHECKS
+            CheckResult(name=check.name, title=check.title, verdict=Verdict.SKIPPED, reason="not run yet")
+            for check in CHECKS
         ],
         files={"json": str(json_path), "junit": str(junit_path)},
     )
     write_json(report, json_path)
-    ctx: RunContext | None = None
+    records: dict[str, CheckRecord] = {}
+    run_outcomes: list[RequestOutcome] = []
 
     def set_result(result: CheckResult) -> None:
         report.checks = [result if c.name == result.name else c for c in report.checks]
@@ -122,19 +124,22 @@ async def run_verify_async(
                     report.server = server
                     metrics_text, metrics_error = await fetch_metrics(client, config)
                     server.metrics_endpoint = metrics_text is not None
-                    ctx = RunContext(
-                        config=config,
-                        client=client,
-                        server=server,
-                        display=display,
-                        metrics_text=metrics_text,
-                        metrics_error=metrics_error,
-                    )
                     display.log(
                         f"model {server.model} (max_model_len {server.max_model_len}), "
                         f"vLLM {server.version or '?'}"
                     )
-                    await _run_checks(ctx, report, set_result)
+
+                    def probe() -> Probe:
+                        return Probe(
+                            config=config,
+                            client=client,
+                            server=server,
+                            display=display,
+                            metrics_text=metrics_text,
+                            metrics_error=metrics_error,
+                        )
+
+                    await _run_checks(probe, config, display, records, run_outcomes, set_result)
         except EndpointError as exc:
             report.run_error = str(exc)
         except TimeoutError:
@@ -148,9 +153,7 @@ async def run_verify_async(
             ]
             display.log(f"run aborted: {report.run_error}")
 
-    if ctx is not None:
-        report.notes.extend(ctx.notes)
-        report.request_errors = summarize_errors(ctx.outcomes)
+    report.request_errors = summarize_errors(run_outcomes)
     report.exit_code = exit_code_for(report.checks, report.run_error)
     report.outcome = outcome_for(report.exit_code)
     report.finished_at = _now()
@@ -170,38 +173,49 @@ async def run_verify_async(
     )
 
 
-async def _run_checks(
-    ctx: RunContext, report: VerifyReport, set_result: Callable[[CheckResult], None]
+async def _run_checks(  # noqa: PLR0917
+    new_probe: Callable[[], Probe],
+    config: VerifyConfig,
+    display: Display,
+    records: dict[str, CheckRecord],
+    run_outcomes: list[RequestOutcome],
+    set_result: Callable[[CheckResult], None],
 ) -> None:
-    for name, title, fn in CHECKS:
+    """Run every check in order: measure (timed here), judge, record. Each check gets a probe of its own
+    and the records of the checks it declared in ``needs``."""
+    for check in CHECKS:
+        probe = new_probe()
+        deps = Deps(check.name, {name: records.get(name) for name in check.needs})
         started = time.perf_counter()
+        figures: Any = None
         try:
-            result = await fn(ctx)
+            figures = await check.measure(probe, deps)
+            result = check.result(figures, config, time.perf_counter() - started)
+        except NotMeasured as exc:
+            result = _error(check, str(exc), started)
         except asyncio.CancelledError:
-            set_result(
-                CheckResult(
-                    name=name,
-                    title=title,
-                    verdict=Verdict.ERROR,
-                    reason="interrupted (run deadline or cancellation)",
-                    duration_s=time.perf_counter() - started,
-                )
-            )
+            run_outcomes.extend(probe.outcomes)
+            set_result(_error(check, "interrupted (run deadline or cancellation)", started))
             raise
         except EndpointError as exc:
-            seen = {id(o) for o in ctx.outcomes}
-            ctx.outcomes.extend(o for o in exc.outcomes if id(o) not in seen)
-            set_result(
-                CheckResult(
-                    name=name,
-                    title=title,
-                    verdict=Verdict.ERROR,
-                    reason=str(exc),
-                    duration_s=time.perf_counter() - started,
-                )
-            )
+            seen = {id(o) for o in probe.outcomes}
+            probe.outcomes.extend(o for o in exc.outcomes if id(o) not in seen)
+            run_outcomes.extend(probe.outcomes)
+            set_result(_error(check, str(exc), started))
             raise
+        records[check.name] = CheckRecord(check.name, figures, tuple(probe.outcomes))
+        run_outcomes.extend(probe.outcomes)
         set_result(result)
-        ctx.display.log(f"{title}: {result.verdict.value.upper()} - {result.reason}")
-        if name == engine.NAME and result.verdict is Verdict.ERROR:
+        display.log(f"{check.title}: {result.verdict.value.upper()} - {result.reason}")
+        if check.name == engine.NAME and result.verdict is Verdict.ERROR:
             raise EndpointError(f"the engine did not answer: {result.reason}")
+
+
+def _error(check: Check[Any], reason: str, started: float) -> CheckResult:
+    return CheckResult(
+        name=check.name,
+        title=check.title,
+        verdict=Verdict.ERROR,
+        reason=reason,
+        duration_s=time.perf_counter() - started,
+    )

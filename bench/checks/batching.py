@@ -12,46 +12,20 @@ latency grew by a larger factor than throughput.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
-from pydantic import BaseModel
-
-from kvstack.bench.checks.context import RunContext
+from kvstack.bench.checks.pipeline import Check, Deps, Judgement, Probe
 from kvstack.bench.client import RequestOutcome
+from kvstack.bench.config import VerifyConfig
 from kvstack.bench.discovery import fit_units
+from kvstack.bench.figures import BatchingFigures, PhaseFigures, SweepFigures
 from kvstack.bench.load import BatchResult, StreamRequest, completion_payload, run_batch
 from kvstack.bench.prompts import distinct_prompt, new_nonce
-from kvstack.bench.report import CheckResult, Verdict
-from kvstack.bench.stats import Distribution, LevelPoint, distribution_ms, find_knee
+from kvstack.bench.report import Verdict
+from kvstack.bench.stats import LevelPoint, distribution_ms, find_knee
 
 NAME = "batching"
 TITLE = "Continuous batching"
-
-
-class PhaseFigures(BaseModel):
-    concurrency: int
-    requests: int
-    failed: int
-    wall_s: float
-    output_tokens: int
-    output_throughput: float  # output tokens/s (server usage) over the phase's wall time
-    request_throughput: float
-    ttft: Distribution
-    tpot: Distribution
-    itl: Distribution
-    e2e: Distribution
-
-
-class SweepFigures(BaseModel):
-    prompt_tokens: int | None
-    output_tokens: int
-    rounds: int
-    levels: list[PhaseFigures]
-    knee_concurrency: int | None = None
-    knee_note: str = ""
-    peak_throughput: float | None = None
-    peak_concurrency: int | None = None
 
 
 def phase_figures(result: BatchResult) -> PhaseFigures:
@@ -98,13 +72,13 @@ def sweep_summary(levels: list[PhaseFigures]) -> tuple[int | None, str, float | 
     return knee.concurrency, note, peak.throughput if peak else None, peak.concurrency if peak else None
 
 
-def _requests(ctx: RunContext, phase: str, count: int, units: int, output_tokens: int) -> list[StreamRequest]:
+def _requests(probe: Probe, phase: str, count: int, units: int, output_tokens: int) -> list[StreamRequest]:
     """``count`` requests, each prompt with its own nonce at its very start (see the module docstring)."""
     return [
         StreamRequest(
             "/v1/completions",
             completion_payload(
-                ctx.model, distinct_prompt(i, units, ctx.config.seed, new_nonce()), output_tokens
+                probe.model, distinct_prompt(i, units, probe.config.seed, new_nonce()), output_tokens
             ),
             phase,
         )
@@ -113,26 +87,26 @@ def _requests(ctx: RunContext, phase: str, count: int, units: int, output_tokens
 
 
 async def _run_phase(
-    ctx: RunContext, title: str, requests: list[StreamRequest], concurrency: int
+    probe: Probe, title: str, requests: list[StreamRequest], concurrency: int
 ) -> BatchResult:
-    bar = ctx.display.phase(title, len(requests))
+    bar = probe.display.phase(title, len(requests))
     done: Callable[[RequestOutcome], None] = lambda _o: bar.advance()  # noqa: E731
     try:
-        result = await run_batch(ctx.client, requests, concurrency, on_done=done)
+        result = await run_batch(probe.client, requests, concurrency, on_done=done)
     finally:
         bar.close()
-    ctx.outcomes.extend(result.outcomes)
+    probe.outcomes.extend(result.outcomes)
     return result
 
 
-async def _prompt_units(ctx: RunContext, target_tokens: int) -> tuple[int, int]:
+async def _prompt_units(probe: Probe, target_tokens: int) -> tuple[int, int]:
     placeholder = "0" * 12
     return await fit_units(
-        ctx.client,
-        ctx.model,
-        lambda u: distinct_prompt(0, u, ctx.config.seed, placeholder),
+        probe.client,
+        probe.model,
+        lambda u: distinct_prompt(0, u, probe.config.seed, placeholder),
         target_tokens,
-        ctx.server.tokenizer_endpoint,
+        probe.server.tokenizer_endpoint,
     )
 
 
@@ -146,21 +120,19 @@ def _token_mismatch(result: BatchResult, expected: int) -> str | None:
     )
 
 
-async def run(ctx: RunContext) -> CheckResult:
-    start = time.perf_counter()
-    cfg = ctx.config.batching
-    th = ctx.config.thresholds
-    units, prompt_tokens = await _prompt_units(ctx, cfg.prompt_tokens)
+async def measure(probe: Probe, _deps: Deps) -> BatchingFigures:
+    cfg = probe.config.batching
+    units, prompt_tokens = await _prompt_units(probe, cfg.prompt_tokens)
     seq = await _run_phase(
-        ctx,
+        probe,
         f"batching: {cfg.prompts} prompts one at a time",
-        _requests(ctx, "batching_sequential", cfg.prompts, units, cfg.output_tokens),
+        _requests(probe, "batching_sequential", cfg.prompts, units, cfg.output_tokens),
         1,
     )
     conc = await _run_phase(
-        ctx,
+        probe,
         f"batching: {cfg.prompts} prompts all at once",
-        _requests(ctx, "batching_concurrent", cfg.prompts, units, cfg.output_tokens),
+        _requests(probe, "batching_concurrent", cfg.prompts, units, cfg.output_tokens),
         cfg.prompts,
     )
     seq_fig = phase_figures(seq)
@@ -171,18 +143,24 @@ async def run(ctx: RunContext) -> CheckResult:
     notes = [
         n for n in (_token_mismatch(seq, cfg.output_tokens), _token_mismatch(conc, cfg.output_tokens)) if n
     ]
-    figures = {
-        "prompts": cfg.prompts,
-        "prompt_tokens": prompt_tokens,
-        "output_tokens_per_request": cfg.output_tokens,
-        "sequential": seq_fig.model_dump(),
-        "concurrent": conc_fig.model_dump(),
-        "speedup": speedup,
-        "notes": notes,
-    }
+    return BatchingFigures(
+        prompts=cfg.prompts,
+        prompt_tokens=prompt_tokens,
+        output_tokens_per_request=cfg.output_tokens,
+        sequential=seq_fig,
+        concurrent=conc_fig,
+        speedup=speedup,
+        notes=notes,
+    )
+
+
+def judge(fig: BatchingFigures, config: VerifyConfig) -> Judgement:
+    """Pure: the speed-up and the all-at-once throughput against the thresholds."""
+    th = config.thresholds
+    seq_fig, conc_fig, speedup = fig.sequential, fig.concurrent, fig.speedup
     summary = (
-        f"{cfg.prompts} x {cfg.output_tokens} tokens: one at a time {seq_fig.output_throughput:.1f} tok/s, "
-        f"all at once {conc_fig.output_throughput:.1f} tok/s"
+        f"{fig.prompts} x {fig.output_tokens_per_request} tokens: one at a time "
+        f"{seq_fig.output_throughput:.1f} tok/s, all at once {conc_fig.output_throughput:.1f} tok/s"
         + (f" ({speedup:.2f}x)" if speedup is not None else "")
     )
     failed = seq_fig.failed + conc_fig.failed
@@ -206,33 +184,27 @@ async def run(ctx: RunContext) -> CheckResult:
             )
         if failed:
             reason += f"; {failed} request(s) failed and were left out"
-    return CheckResult(
-        name=NAME,
-        title=TITLE,
-        verdict=verdict,
-        reason=reason,
-        summary=summary,
-        figures=figures,
-        duration_s=time.perf_counter() - start,
-    )
+    return Judgement(verdict, reason, summary)
+
+
+CHECK = Check(NAME, TITLE, BatchingFigures, measure, judge)
 
 
 SWEEP_NAME = "sweep"
 SWEEP_TITLE = "Concurrency sweep"
 
 
-async def run_sweep(ctx: RunContext) -> CheckResult:
-    """Throughput and latency per concurrency level, and the knee. Fails only on failed requests."""
-    start = time.perf_counter()
-    cfg = ctx.config.sweep
-    units, prompt_tokens = await _prompt_units(ctx, cfg.prompt_tokens)
+async def measure_sweep(probe: Probe, _deps: Deps) -> SweepFigures:
+    """Throughput and latency per concurrency level, and the knee."""
+    cfg = probe.config.sweep
+    units, prompt_tokens = await _prompt_units(probe, cfg.prompt_tokens)
     levels: list[PhaseFigures] = []
     for level in cfg.resolved_levels():
-        reqs = _requests(ctx, f"sweep_c{level}", cfg.rounds * level, units, cfg.output_tokens)
-        result = await _run_phase(ctx, f"sweep: concurrency {level}", reqs, level)
+        reqs = _requests(probe, f"sweep_c{level}", cfg.rounds * level, units, cfg.output_tokens)
+        result = await _run_phase(probe, f"sweep: concurrency {level}", reqs, level)
         levels.append(phase_figures(result))
     knee, note, peak, peak_c = sweep_summary(levels)
-    sweep = SweepFigures(
+    return SweepFigures(
         prompt_tokens=prompt_tokens,
         output_tokens=cfg.output_tokens,
         rounds=cfg.rounds,
@@ -242,24 +214,24 @@ async def run_sweep(ctx: RunContext) -> CheckResult:
         peak_throughput=peak,
         peak_concurrency=peak_c,
     )
+
+
+def judge_sweep(sweep: SweepFigures, _config: VerifyConfig) -> Judgement:
+    """Pure: the sweep fails only on failed requests (its figures are reported, not gated)."""
+    levels = sweep.levels
     requests = sum(lv.requests for lv in levels)
     failed = sum(lv.failed for lv in levels)
+    note = sweep.knee_note
     summary = " | ".join(f"c{lv.concurrency}: {lv.output_throughput:.0f} tok/s" for lv in levels)
     if failed * 4 > requests:
-        verdict, reason = Verdict.ERROR, f"{failed} of {requests} requests failed"
-    elif failed:
-        verdict, reason = Verdict.FAIL, f"{failed} of {requests} requests failed; knee: {note}"
-    else:
-        verdict = Verdict.PASS
-        reason = (
-            f"{len(levels)} levels measured, peak {peak or 0:.1f} tok/s at concurrency {peak_c}; knee: {note}"
-        )
-    return CheckResult(
-        name=SWEEP_NAME,
-        title=SWEEP_TITLE,
-        verdict=verdict,
-        reason=reason,
-        summary=summary,
-        figures=sweep.model_dump(),
-        duration_s=time.perf_counter() - start,
+        return Judgement(Verdict.ERROR, f"{failed} of {requests} requests failed", summary)
+    if failed:
+        return Judgement(Verdict.FAIL, f"{failed} of {requests} requests failed; knee: {note}", summary)
+    reason = (
+        f"{len(levels)} levels measured, peak {sweep.peak_throughput or 0:.1f} tok/s at concurrency "
+        f"{sweep.peak_concurrency}; knee: {note}"
     )
+    return Judgement(Verdict.PASS, reason, summary)
+
+
+SWEEP_CHECK = Check(SWEEP_NAME, SWEEP_TITLE, SweepFigures, measure_sweep, judge_sweep)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-import time
-from typing import Any
 
-from kvstack.bench.checks.context import RunContext
+from kvstack.bench.checks.pipeline import Check, Deps, Judgement, Probe
 from kvstack.bench.client import RequestOutcome
-from kvstack.bench.report import CheckResult, Verdict
+from kvstack.bench.config import VerifyConfig
+from kvstack.bench.figures import ChatFigures, CompletionFigures, EngineFigures
+from kvstack.bench.report import Verdict
 
 NAME = "engine"
 TITLE = "Engine answers"
@@ -39,14 +39,13 @@ def _chat_template_missing(outcome: RequestOutcome) -> bool:
     return outcome.status == 400 and "template" in (outcome.error or "").lower()
 
 
-async def run(ctx: RunContext) -> CheckResult:
-    cfg = ctx.config.engine
-    start = time.perf_counter()
-    phase = ctx.display.phase("engine answers", 2 if cfg.chat else 1)
-    completion = await ctx.client.stream(
+async def measure(probe: Probe, _deps: Deps) -> EngineFigures:
+    cfg = probe.config.engine
+    phase = probe.display.phase("engine answers", 2 if cfg.chat else 1)
+    completion = await probe.client.stream(
         "/v1/completions",
         {
-            "model": ctx.model,
+            "model": probe.model,
             "prompt": cfg.prompt,
             "max_tokens": cfg.max_tokens,
             "temperature": cfg.temperature,
@@ -57,88 +56,86 @@ async def run(ctx: RunContext) -> CheckResult:
         "engine",
         parse_all=True,
     )
-    ctx.outcomes.append(completion)
+    probe.outcomes.append(completion)
     phase.advance()
-    figures: dict[str, Any] = {
-        "completion": {
-            "prompt": cfg.prompt,
-            "text": completion.text,
-            "output_tokens": completion.output_tokens,
-            "ttft_ms": completion.ttft * 1000 if completion.ttft is not None else None,
-            "error": completion.error,
-        }
-    }
-    if not completion.ok:
-        phase.close("no answer")
-        return CheckResult(
-            name=NAME,
-            title=TITLE,
-            verdict=Verdict.ERROR,
-            reason=f"the completion request failed: {completion.error}",
-            figures=figures,
-            duration_s=time.perf_counter() - start,
+    figures = EngineFigures(
+        completion=CompletionFigures(
+            prompt=cfg.prompt,
+            text=completion.text,
+            output_tokens=completion.output_tokens,
+            ttft_ms=completion.ttft * 1000 if completion.ttft is not None else None,
+            error=completion.error,
+            ok=completion.ok,
         )
+    )
+    if not completion.ok or not cfg.chat:
+        phase.close("no answer" if not completion.ok else "")
+        return figures
+    chat = await probe.client.stream(
+        "/v1/chat/completions",
+        {
+            "model": probe.model,
+            "messages": [{"role": "user", "content": cfg.chat_prompt}],
+            "max_tokens": cfg.max_tokens,
+            "temperature": cfg.temperature,
+            "seed": cfg.seed,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        },
+        "engine",
+        parse_all=True,
+    )
+    phase.advance()
+    if chat.ok:
+        status = "answered"
+    elif _chat_template_missing(chat):
+        status = "no chat template"
+    else:
+        status = "failed"
+    if status != "no chat template":
+        probe.outcomes.append(chat)
+    phase.close()
+    return figures.model_copy(
+        update={
+            "chat": ChatFigures(
+                prompt=cfg.chat_prompt,
+                text=chat.text,
+                output_tokens=chat.output_tokens,
+                status=status,
+                error=chat.error,
+            )
+        }
+    )
+
+
+def judge(fig: EngineFigures, _config: VerifyConfig) -> Judgement:
+    """Pure: a failed completion is ``error`` (the run stops there), trivial text a ``fail``."""
+    completion = fig.completion
+    if not completion.ok:
+        return Judgement(Verdict.ERROR, f"the completion request failed: {completion.error}")
     problems: list[str] = []
     why = triviality(completion.text or "")
     if why is not None:
         problems.append(f"completion is not real text ({why})")
     chat_note = "chat not checked (disabled)"
-    if cfg.chat:
-        chat = await ctx.client.stream(
-            "/v1/chat/completions",
-            {
-                "model": ctx.model,
-                "messages": [{"role": "user", "content": cfg.chat_prompt}],
-                "max_tokens": cfg.max_tokens,
-                "temperature": cfg.temperature,
-                "seed": cfg.seed,
-                "stream": True,
-                "stream_options": {"include_usage": True},
-            },
-            "engine",
-            parse_all=True,
-        )
-        phase.advance()
-        chat_fig: dict[str, Any] = {
-            "prompt": cfg.chat_prompt,
-            "text": chat.text,
-            "output_tokens": chat.output_tokens,
-        }
-        if chat.ok:
-            ctx.outcomes.append(chat)
+    chat = fig.chat
+    if chat is not None:
+        if chat.status == "answered":
             chat_why = triviality(chat.text or "")
             if chat_why is not None:
                 problems.append(f"chat answer is not real text ({chat_why})")
-            chat_fig["status"] = "answered"
             chat_note = f"chat: {(chat.text or '').strip()[:60]!r}"
-        elif _chat_template_missing(chat):
-            chat_fig["status"] = "no chat template"
+        elif chat.status == "no chat template":
             chat_note = "chat skipped: the model has no chat template"
         else:
-            ctx.outcomes.append(chat)
-            chat_fig["status"] = "failed"
             problems.append(f"chat completion failed: {chat.error}")
-        chat_fig["error"] = chat.error
-        figures["chat"] = chat_fig
-    phase.close()
     summary = f"{(completion.text or '').strip()[:60]!r} ({completion.output_tokens} tokens); {chat_note}"
     if problems:
-        return CheckResult(
-            name=NAME,
-            title=TITLE,
-            verdict=Verdict.FAIL,
-            reason="; ".join(problems),
-            summary=summary,
-            figures=figures,
-            duration_s=time.perf_counter() - start,
-        )
-    return CheckResult(
-        name=NAME,
-        title=TITLE,
-        verdict=Verdict.PASS,
-        reason="completion is non-trivial text"
-        + ("; chat answered" if figures.get("chat", {}).get("status") == "answered" else ""),
-        summary=summary,
-        figures=figures,
-        duration_s=time.perf_counter() - start,
+        return Judgement(Verdict.FAIL, "; ".join(problems), summary)
+    answered = chat is not None and chat.status == "answered"
+    return Judgement(
+        Verdict.PASS, "completion is non-trivial text" + ("; chat answered" if answered else ""), summary
     )
+
+
+CHECK = Check(NAME, TITLE, EngineFigures, measure, judge)

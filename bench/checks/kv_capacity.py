@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import time
-
 from kvstack.bench.capacity import CapacityParseError, KvCapacity, parse_kv_capacity
-from kvstack.bench.checks.context import RunContext
-from kvstack.bench.config import ExpectedCapacity, Thresholds
-from kvstack.bench.report import CheckResult, Verdict
+from kvstack.bench.checks.pipeline import Check, Deps, Judgement, NotMeasured, Probe
+from kvstack.bench.config import ExpectedCapacity, Thresholds, VerifyConfig
+from kvstack.bench.figures import KvCapacityFigures
+from kvstack.bench.report import Verdict
 
 NAME = "capacity"
 TITLE = "PagedAttention capacity"
@@ -67,40 +66,37 @@ def _f(v: int | None) -> float | None:
     return None if v is None else float(v)
 
 
-async def run(ctx: RunContext) -> CheckResult:
-    start = time.perf_counter()
-    if ctx.metrics_text is None:
-        return CheckResult(
-            name=NAME,
-            title=TITLE,
-            verdict=Verdict.ERROR,
-            reason=f"/metrics could not be read: {ctx.metrics_error}",
-            duration_s=time.perf_counter() - start,
-        )
+def capacity_figures(
+    cap: KvCapacity, expected: ExpectedCapacity | None, thresholds: Thresholds
+) -> KvCapacityFigures:
+    """The parsed capacity and its comparison lines with the expected capacity: pure."""
+    _, _, comparisons = judge_capacity(cap, thresholds, expected)
+    return KvCapacityFigures(**cap.as_dict(), expected=comparisons)
+
+
+def kv_capacity_of(fig: KvCapacityFigures) -> KvCapacity:
+    return KvCapacity(**fig.model_dump(exclude={"expected"}))
+
+
+async def measure(probe: Probe, _deps: Deps) -> KvCapacityFigures:
+    if probe.metrics_text is None:
+        raise NotMeasured(f"/metrics could not be read: {probe.metrics_error}")
     try:
-        cap = parse_kv_capacity(ctx.metrics_text, ctx.server.max_model_len, ctx.model)
+        cap = parse_kv_capacity(probe.metrics_text, probe.server.max_model_len, probe.model)
     except CapacityParseError as exc:
-        return CheckResult(
-            name=NAME,
-            title=TITLE,
-            verdict=Verdict.ERROR,
-            reason=str(exc),
-            duration_s=time.perf_counter() - start,
-        )
-    ctx.capacity = cap
-    verdict, reason, comparisons = judge_capacity(cap, ctx.config.thresholds, ctx.config.expected_capacity)
+        raise NotMeasured(str(exc)) from exc
+    return capacity_figures(cap, probe.config.expected_capacity, probe.config.thresholds)
+
+
+def judge(fig: KvCapacityFigures, config: VerifyConfig) -> Judgement:
+    cap = kv_capacity_of(fig)
+    verdict, reason, _ = judge_capacity(cap, config.thresholds, config.expected_capacity)
     conc = f"{cap.max_concurrency:.1f}" if cap.max_concurrency is not None else "?"
     summary = (
         f"block {cap.block_size}, {cap.num_blocks} blocks = {cap.kv_tokens} KV tokens; "
         f"max concurrency {conc} at {cap.max_model_len or '?'} tokens"
     )
-    figures = cap.as_dict() | {"expected": comparisons}
-    return CheckResult(
-        name=NAME,
-        title=TITLE,
-        verdict=verdict,
-        reason=reason,
-        summary=summary,
-        figures=figures,
-        duration_s=time.perf_counter() - start,
-    )
+    return Judgement(verdict, reason, summary)
+
+
+CHECK = Check(NAME, TITLE, KvCapacityFigures, measure, judge)

@@ -3,14 +3,14 @@ over the whole run. Gated on the error count and on optional p99 ceilings."""
 
 from __future__ import annotations
 
-import time
+from collections.abc import Sequence
 
-from pydantic import BaseModel
-
-from kvstack.bench.checks.context import RunContext
+from kvstack.bench.checks import batching, engine, prefix
+from kvstack.bench.checks.pipeline import Check, Deps, Judgement, Probe
 from kvstack.bench.client import RequestOutcome
-from kvstack.bench.config import Thresholds
-from kvstack.bench.report import CheckResult, Verdict, summarize_errors
+from kvstack.bench.config import Thresholds, VerifyConfig
+from kvstack.bench.figures import LatencyFigures
+from kvstack.bench.report import Verdict, summarize_errors
 from kvstack.bench.stats import Distribution, distribution_ms
 
 NAME = "latency"
@@ -18,18 +18,7 @@ TITLE = "Latency and errors"
 LOAD_PHASES = ("batching_", "sweep_")
 
 
-class LatencyFigures(BaseModel):
-    requests: int  # every streamed request of the run
-    failed: int
-    errors_by_kind: dict[str, int]
-    load_requests: int  # the batching and sweep requests the distributions are computed over
-    ttft: Distribution
-    itl: Distribution
-    tpot: Distribution
-    e2e: Distribution
-
-
-def latency_figures(outcomes: list[RequestOutcome]) -> LatencyFigures:
+def latency_figures(outcomes: Sequence[RequestOutcome]) -> LatencyFigures:
     """Pure: distributions over the successful load requests, error counts over all."""
     load = [o for o in outcomes if o.ok and o.phase.startswith(LOAD_PHASES)]
     itl: list[float] = []
@@ -49,6 +38,7 @@ def latency_figures(outcomes: list[RequestOutcome]) -> LatencyFigures:
         itl=distribution_ms(itl),
         tpot=distribution_ms([t for t in (o.tpot for o in load) if t is not None]),
         e2e=distribution_ms([o.e2e for o in load if o.e2e is not None]),
+        errors=summarize_errors(list(outcomes)),
     )
 
 
@@ -85,21 +75,21 @@ def _p(d: Distribution) -> str:
     return f"{d.p50_ms:.0f}/{d.p90_ms:.0f}/{d.p99_ms:.0f}"
 
 
-async def run(ctx: RunContext) -> CheckResult:
-    start = time.perf_counter()
-    fig = latency_figures(ctx.outcomes)
-    verdict, reason = judge_latency(fig, ctx.config.thresholds)
+# every check that sends requests: the error count is over the whole run
+NEEDS = (engine.NAME, batching.NAME, batching.SWEEP_NAME, prefix.NAME)
+
+
+async def measure(_probe: Probe, deps: Deps) -> LatencyFigures:
+    return latency_figures([o for name in NEEDS for o in deps.outcomes(name)])
+
+
+def judge(fig: LatencyFigures, config: VerifyConfig) -> Judgement:
+    verdict, reason = judge_latency(fig, config.thresholds)
     summary = (
         f"p50/p90/p99 ms: TTFT {_p(fig.ttft)}, ITL {_p(fig.itl)}, TPOT {_p(fig.tpot)}, E2E {_p(fig.e2e)}; "
         f"errors {fig.failed}"
     )
-    figures = fig.model_dump() | {"errors": [e.model_dump() for e in summarize_errors(ctx.outcomes)]}
-    return CheckResult(
-        name=NAME,
-        title=TITLE,
-        verdict=verdict,
-        reason=reason,
-        summary=summary,
-        figures=figures,
-        duration_s=time.perf_counter() - start,
-    )
+    return Judgement(verdict, reason, summary)
+
+
+CHECK = Check(NAME, TITLE, LatencyFigures, measure, judge, needs=NEEDS)

@@ -21,14 +21,13 @@ prompt, few-shot examples, RAG context, multi-turn chat), reported, not gated.
 from __future__ import annotations
 
 import contextlib
-import time
 
-from pydantic import BaseModel
-
-from kvstack.bench.checks.context import RunContext
+from kvstack.bench.checks import kv_capacity
+from kvstack.bench.checks.pipeline import Check, Deps, Judgement, Probe
 from kvstack.bench.client import EndpointError, RequestOutcome
-from kvstack.bench.config import UseCase
+from kvstack.bench.config import UseCase, VerifyConfig
 from kvstack.bench.discovery import count_tokens, fetch_metrics, fit_units
+from kvstack.bench.figures import PairTiming, PrefixFigures, UseCaseFigures
 from kvstack.bench.load import completion_payload
 from kvstack.bench.metrics import (
     PREFIX_HITS,
@@ -39,51 +38,13 @@ from kvstack.bench.metrics import (
     parse_counters,
 )
 from kvstack.bench.prompts import estimate_tokens, new_nonce, nonce_header, shaped_text, suffix_text
-from kvstack.bench.report import CheckResult, Verdict
+from kvstack.bench.report import Verdict
 from kvstack.bench.stats import median
 
 NAME = "prefix_caching"
 TITLE = "Prefix caching"
 MAIN_SHAPE = "notes"
 MIN_VALID_PAIRS = 3
-
-
-class PairTiming(BaseModel):
-    cold_ttft_ms: float
-    warm_ttft_ms: float
-    speedup: float
-    cold_prompt_tokens: int | None
-    warm_prompt_tokens: int | None
-
-
-class UseCaseFigures(BaseModel):
-    name: str
-    title: str
-    target_tokens: int
-    prefix_tokens: int | None = None
-    pairs: int = 0
-    cold_ttft_ms: float | None = None
-    warm_ttft_ms: float | None = None
-    speedup: float | None = None
-    pays: bool | None = None
-    note: str = ""
-
-
-class PrefixFigures(BaseModel):
-    prefix_target_tokens: int
-    prefix_tokens: int | None
-    block_size: int | None
-    pairs: list[PairTiming]
-    failed_pairs: int
-    cold_ttft_ms: float | None
-    warm_ttft_ms: float | None
-    speedup: float | None
-    expected_cached_tokens: int | None  # over all warm requests, whole blocks of the shared prefix
-    server_prefix_hits: float | None  # delta of the server's prefix-cache hit counter over the pairs
-    server_prefix_queries: float | None
-    hit_fraction: float | None  # server hits / expected cached tokens
-    server_prefix_caching_enabled: bool | None  # the enable_prefix_caching label, for the record
-    use_cases: list[UseCaseFigures]
 
 
 def expected_cached_tokens(
@@ -168,7 +129,7 @@ def _suffix_units(suffix_tokens: int) -> int:
 
 
 async def _pairs(
-    ctx: RunContext,
+    probe: Probe,
     shape: str,
     units: int,
     *,
@@ -182,9 +143,9 @@ async def _pairs(
     With ``scrapes``, ``/metrics`` is read after every pair but the last and the reads appended (to tell
     whether one process answers them all).
     """
-    cfg = ctx.config.prefix
-    body = shaped_text(shape, units, ctx.config.seed)
-    bar = ctx.display.phase(title, 2 * count)
+    cfg = probe.config.prefix
+    body = shaped_text(shape, units, probe.config.seed)
+    bar = probe.display.phase(title, 2 * count)
     valid: list[tuple[RequestOutcome, RequestOutcome]] = []
     failed = 0
     sample_prefix = ""
@@ -195,19 +156,19 @@ async def _pairs(
             outs: list[RequestOutcome] = []
             for j in range(2):
                 prompt = prefix + suffix_text(
-                    ctx.config.seed * 7919 + 2 * i + j, _suffix_units(cfg.suffix_tokens)
+                    probe.config.seed * 7919 + 2 * i + j, _suffix_units(cfg.suffix_tokens)
                 )
-                out = await ctx.client.stream(
+                out = await probe.client.stream(
                     "/v1/completions",
-                    completion_payload(ctx.model, prompt, cfg.output_tokens),
+                    completion_payload(probe.model, prompt, cfg.output_tokens),
                     f"{phase}_{'warm' if j else 'cold'}",
                 )
-                ctx.outcomes.append(out)
+                probe.outcomes.append(out)
                 outs.append(out)
                 bar.advance()
-                if ctx.client.endpoint_down:
-                    raise EndpointError(f"endpoint down: {ctx.client.down_reason}")
-            if scrapes is not None and i < count - 1 and (snap := await _scrape(ctx)) is not None:
+                if probe.client.endpoint_down:
+                    raise EndpointError(f"endpoint down: {probe.client.down_reason}")
+            if scrapes is not None and i < count - 1 and (snap := await _scrape(probe)) is not None:
                 scrapes.append(snap)
             cold, warm = outs
             if cold.ok and warm.ok and cold.ttft is not None and warm.ttft is not None:
@@ -219,31 +180,31 @@ async def _pairs(
     return valid, failed, sample_prefix
 
 
-def _limit_tokens(ctx: RunContext) -> int | None:
-    max_len = ctx.server.max_model_len
+def _limit_tokens(probe: Probe) -> int | None:
+    max_len = probe.server.max_model_len
     if max_len is None:
         return None
-    cfg = ctx.config.prefix
+    cfg = probe.config.prefix
     return max_len - (cfg.suffix_tokens + 16) - cfg.output_tokens - max(16, max_len // 16)
 
 
-async def _fit(ctx: RunContext, shape: str, target: int) -> tuple[int, int]:
+async def _fit(probe: Probe, shape: str, target: int) -> tuple[int, int]:
     placeholder = nonce_header("0" * 12)
     return await fit_units(
-        ctx.client,
-        ctx.model,
-        lambda u: placeholder + shaped_text(shape, u, ctx.config.seed),
+        probe.client,
+        probe.model,
+        lambda u: placeholder + shaped_text(shape, u, probe.config.seed),
         target,
-        ctx.server.tokenizer_endpoint,
+        probe.server.tokenizer_endpoint,
     )
 
 
-async def _scrape(ctx: RunContext) -> CounterSnapshot | None:
-    text, _ = await fetch_metrics(ctx.client, ctx.config)
+async def _scrape(probe: Probe) -> CounterSnapshot | None:
+    text, _ = await fetch_metrics(probe.client, probe.config)
     if text is None:
         return None
     try:
-        return parse_counters(text, ctx.model)
+        return parse_counters(text, probe.model)
     except ValueError:
         return None
 
@@ -259,23 +220,23 @@ def _speedup(
     return cold, warm, (cold / warm if warm > 0 else None)
 
 
-async def _use_case(ctx: RunContext, case: UseCase) -> UseCaseFigures:
+async def _use_case(probe: Probe, case: UseCase) -> UseCaseFigures:
     fig = UseCaseFigures(name=case.name, title=case.title, target_tokens=case.prefix_tokens)
     target = case.prefix_tokens
-    limit = _limit_tokens(ctx)
+    limit = _limit_tokens(probe)
     if limit is not None and target > limit:
         if limit < 50:
-            fig.note = f"does not fit max_model_len {ctx.server.max_model_len}"
+            fig.note = f"does not fit max_model_len {probe.server.max_model_len}"
             return fig
-        fig.note = f"clamped from {target} to fit max_model_len {ctx.server.max_model_len}"
+        fig.note = f"clamped from {target} to fit max_model_len {probe.server.max_model_len}"
         target = limit
-    units, tokens = await _fit(ctx, case.name, target)
+    units, tokens = await _fit(probe, case.name, target)
     fig.prefix_tokens = tokens
     pairs, failed, _ = await _pairs(
-        ctx,
+        probe,
         case.name,
         units,
-        count=ctx.config.prefix.use_case_pairs,
+        count=probe.config.prefix.use_case_pairs,
         phase=f"prefix_{case.name}",
         title=f"prefix caching: {case.name}",
     )
@@ -284,33 +245,33 @@ async def _use_case(ctx: RunContext, case: UseCase) -> UseCaseFigures:
         fig.note = (fig.note + "; " if fig.note else "") + f"{failed} pair(s) failed"
     fig.cold_ttft_ms, fig.warm_ttft_ms, fig.speedup = _speedup(pairs)
     if fig.speedup is not None:
-        fig.pays = fig.speedup >= ctx.config.thresholds.min_prefix_speedup
+        fig.pays = fig.speedup >= probe.config.thresholds.min_prefix_speedup
     return fig
 
 
-async def run(ctx: RunContext) -> CheckResult:
-    start = time.perf_counter()
-    cfg = ctx.config.prefix
-    th = ctx.config.thresholds
+async def measure(probe: Probe, deps: Deps) -> PrefixFigures:
+    cfg = probe.config.prefix
+    capacity = deps.figures(kv_capacity.CHECK)
     notes: list[str] = []
     target = cfg.prefix_tokens
-    limit = _limit_tokens(ctx)
+    limit = _limit_tokens(probe)
     if limit is not None and target > limit:
         notes.append(
-            f"prefix clamped from {target} to {limit} tokens to fit max_model_len {ctx.server.max_model_len}"
+            f"prefix clamped from {target} to {limit} tokens to fit "
+            f"max_model_len {probe.server.max_model_len}"
         )
         target = max(limit, 50)
-    units, _ = await _fit(ctx, MAIN_SHAPE, target)
+    units, _ = await _fit(probe, MAIN_SHAPE, target)
 
-    before = await _scrape(ctx)
+    before = await _scrape(probe)
     scrapes: list[CounterSnapshot] = []
-    if ctx.metrics_text is not None:  # the read of discovery: one more sample of who answers
+    if probe.metrics_text is not None:  # the read of discovery: one more sample of who answers
         with contextlib.suppress(ValueError):
-            scrapes.append(parse_counters(ctx.metrics_text, ctx.model))
+            scrapes.append(parse_counters(probe.metrics_text, probe.model))
     if before is not None:
         scrapes.append(before)
     pairs, failed, sample_prefix = await _pairs(
-        ctx,
+        probe,
         MAIN_SHAPE,
         units,
         count=cfg.pairs,
@@ -318,44 +279,31 @@ async def run(ctx: RunContext) -> CheckResult:
         title="prefix caching: cold/warm pairs",
         scrapes=scrapes if before is not None else None,
     )
-    after = await _scrape(ctx)
+    after = await _scrape(probe)
     if after is not None:
         scrapes.append(after)
     delta: CounterDelta | None = counter_delta(before, after) if before and after else None
-    if (problem := replica_problem(ctx.config.endpoint, scrapes, delta)) is not None:
+    if (problem := replica_problem(probe.config.endpoint, scrapes, delta)) is not None:
         raise EndpointError(problem)
 
     prefix_tokens: int | None = None
     if sample_prefix:
         prefix_tokens = (
-            await count_tokens(ctx.client, ctx.model, sample_prefix)
-            if ctx.server.tokenizer_endpoint
+            await count_tokens(probe.client, probe.model, sample_prefix)
+            if probe.server.tokenizer_endpoint
             else None
         )
         if prefix_tokens is None:
             prefix_tokens = estimate_tokens(sample_prefix)
             notes.append("prefix length estimated from characters (no /tokenize)")
-    block_size = ctx.capacity.block_size if ctx.capacity else None
+    block_size = capacity.block_size if capacity else None
     expected = expected_cached_tokens(prefix_tokens, block_size, len(pairs))
     cold_ms, warm_ms, speedup = _speedup(pairs) if len(pairs) >= MIN_VALID_PAIRS else (None, None, None)
     hits = delta.prefix_hits if delta else None
-    enabled = ctx.capacity.prefix_caching_enabled if ctx.capacity else None
-    verdict, reason = judge_prefix(
-        speedup=speedup,
-        min_speedup=th.min_prefix_speedup,
-        expected_cached=expected,
-        hits=hits,
-        min_hit_fraction=th.min_prefix_hit_fraction,
-        enabled_label=enabled,
-        prefix_tokens=prefix_tokens,
-        block_size=block_size,
-    )
-    if failed:
-        reason += f"; {failed} pair(s) failed"
+    enabled = capacity.prefix_caching_enabled if capacity else None
+    use_cases = [await _use_case(probe, case) for case in cfg.use_cases]
 
-    use_cases = [await _use_case(ctx, case) for case in cfg.use_cases]
-
-    figures = PrefixFigures(
+    return PrefixFigures(
         prefix_target_tokens=cfg.prefix_tokens,
         prefix_tokens=prefix_tokens,
         block_size=block_size,
@@ -379,20 +327,34 @@ async def run(ctx: RunContext) -> CheckResult:
         hit_fraction=(hits / expected) if hits is not None and expected else None,
         server_prefix_caching_enabled=enabled,
         use_cases=use_cases,
+        notes=notes,
     )
-    paying = [f"{u.name} {u.speedup:.1f}x" for u in use_cases if u.speedup is not None]
+
+
+def judge(fig: PrefixFigures, config: VerifyConfig) -> Judgement:
+    """Pure: the TTFT speed-up and the server's hit counters against the thresholds."""
+    th = config.thresholds
+    verdict, reason = judge_prefix(
+        speedup=fig.speedup,
+        min_speedup=th.min_prefix_speedup,
+        expected_cached=fig.expected_cached_tokens,
+        hits=fig.server_prefix_hits,
+        min_hit_fraction=th.min_prefix_hit_fraction,
+        enabled_label=fig.server_prefix_caching_enabled,
+        prefix_tokens=fig.prefix_tokens,
+        block_size=fig.block_size,
+    )
+    if fig.failed_pairs:
+        reason += f"; {fig.failed_pairs} pair(s) failed"
+    speedup, cold_ms, warm_ms = fig.speedup, fig.cold_ttft_ms, fig.warm_ttft_ms
+    paying = [f"{u.name} {u.speedup:.1f}x" for u in fig.use_cases if u.speedup is not None]
     summary = (
-        f"{prefix_tokens or '?'}-token prefix, {len(pairs)} pairs: cold {cold_ms or 0:.0f} ms vs warm "
-        f"{warm_ms or 0:.0f} ms"
+        f"{fig.prefix_tokens or '?'}-token prefix, {len(fig.pairs)} pairs: "
+        f"cold {cold_ms or 0:.0f} ms vs warm {warm_ms or 0:.0f} ms"
         + (f" ({speedup:.2f}x)" if speedup else "")
         + (f"; {', '.join(paying)}" if paying else "")
     )
-    return CheckResult(
-        name=NAME,
-        title=TITLE,
-        verdict=verdict,
-        reason=reason + ("; " + "; ".join(notes) if notes else ""),
-        summary=summary,
-        figures=figures.model_dump(),
-        duration_s=time.perf_counter() - start,
-    )
+    return Judgement(verdict, reason + ("; " + "; ".join(fig.notes) if fig.notes else ""), summary)
+
+
+CHECK = Check(NAME, TITLE, PrefixFigures, measure, judge, needs=(kv_capacity.NAME,))

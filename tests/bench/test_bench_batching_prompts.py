@@ -6,14 +6,14 @@ from types import SimpleNamespace
 from typing import cast
 
 from kvstack.bench.checks.batching import _requests
-from kvstack.bench.checks.context import RunContext
+from kvstack.bench.checks.pipeline import Probe
 from kvstack.bench.prompts import distinct_prompt
 
 BLOCK = 16
 
 
-def fake_ctx() -> RunContext:
-    return cast(RunContext, SimpleNamespace(model="m", config=SimpleNamespace(seed=0)))
+def fake_ctx() -> Probe:
+    return cast(Probe, SimpleNamespace(model="m", config=SimpleNamespace(seed=0)))
 
 
 def first_block(prompt: str) -> tuple[str, ...]:
