@@ -50,9 +50,59 @@ _VALUE_FLAGS: tuple[tuple[str, tuple[str, ...], type, str], ...] = (
         "--sweep-max",
         ("sweep.max_concurrency",),
         int,
-        "largest sweep concurrency (levels 1, 2, 4, ... up to it)",
+        "cap of the sweep's levels 1, 2, 4, ... (default: from the target: the KV max concurrency and "
+        "--max-num-seqs, the smaller)",
     ),
-    ("--sweep-rounds", ("sweep.rounds",), int, "requests per sweep level = rounds x level"),
+    (
+        "--max-num-seqs",
+        ("sweep.max_num_seqs",),
+        int,
+        "the server's --max-num-seqs, bounds the sweep (stack outputs: slo.max_num_seqs)",
+    ),
+    ("--sweep-rounds", ("sweep.rounds",), int, "each sweep level completes at least rounds x level requests"),
+    (
+        "--saturation-gain",
+        ("sweep.saturation_gain",),
+        float,
+        "the sweep stops when a level gains less than this share of output tok/s while TTFT grows "
+        "(default 0.10)",
+    ),
+    (
+        "--min-phase-seconds",
+        ("phases.min_duration_s",),
+        float,
+        "every load phase lasts at least this (default 2)",
+    ),
+    (
+        "--min-phase-requests",
+        ("phases.min_requests",),
+        int,
+        "every load phase completes at least this many requests (default 8)",
+    ),
+    (
+        "--slo-ttft-ms",
+        ("slo.ttft_ms",),
+        float,
+        "TTFT objective of goodput, ms (stack outputs: slo.ttft_seconds)",
+    ),
+    (
+        "--slo-itl-ms",
+        ("slo.itl_ms",),
+        float,
+        "mean inter-token latency (TPOT) objective of goodput, ms (stack outputs: slo.itl_seconds)",
+    ),
+    (
+        "--slo-min-fraction",
+        ("slo.min_fraction",),
+        float,
+        "share of a level's requests that must meet the SLO for the level to meet it (default 0.9)",
+    ),
+    (
+        "--min-goodput-concurrency",
+        ("slo.min_goodput_concurrency",),
+        int,
+        "capacity check: this concurrency must meet the SLO (stack outputs: slo.min_goodput_concurrency)",
+    ),
     ("--prefix-tokens", ("prefix.prefix_tokens",), int, "shared prefix length of the prefix-caching check"),
     ("--prefix-pairs", ("prefix.pairs",), int, "cold/warm pairs of the prefix-caching check"),
     ("--use-case-pairs", ("prefix.use_case_pairs",), int, "cold/warm pairs per prefix-caching use case"),
@@ -101,7 +151,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="JSON",
         help="the infra's stack outputs (`pulumi stack output --json > o.json`, or `kvstack render "
-        "--outputs o.json`): served model, planned KV capacity to compare with, concurrency floor",
+        "--outputs o.json`): served model, planned KV capacity to compare with, concurrency floor, "
+        "SLO (TTFT/ITL objectives, goodput floor, max_num_seqs)",
     )
     parser.add_argument(
         "--out", type=Path, default=DEFAULT_OUT, help=f"report directory (default {DEFAULT_OUT})"
@@ -129,7 +180,8 @@ def add_parser(subparsers: Any) -> None:
         help="verify a live vLLM endpoint (capacity, batching, prefix caching, latency)",
         description=(
             "Measure a live vLLM endpoint and gate on it: engine answers, PagedAttention capacity, "
-            "continuous batching, prefix caching, latency. Exit 0 all passed, 1 a check failed, "
+            "continuous batching, a concurrency sweep up to the target's bound or saturation, prefix "
+            "caching, latency, and capacity under SLO (goodput). Exit 0 all passed, 1 a check failed, "
             "2 the run could not be made. Writes verify-report.json, verify-junit.xml and PNGs to --out "
             "(the PNGs need the plots extra: pip install 'kvstack[plots]')."
         ),

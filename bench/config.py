@@ -81,12 +81,47 @@ class BatchingWorkload(_Strict):
     output_tokens: int = Field(default=32, ge=2, le=100_000)
 
 
+class PhaseSizing(_Strict):
+    """How long every load phase (the batching phases and each sweep level) runs: until it has lasted
+    ``min_duration_s`` AND completed at least its request floor (``min_requests``, and for a phase of a
+    fixed size, that size). Requests keep their concurrency until then (closed loop)."""
+
+    min_duration_s: float = Field(
+        default=2.0, ge=0, le=3600, description="every load phase lasts at least this long, seconds"
+    )
+    min_requests: int = Field(
+        default=8, ge=1, le=1_000_000, description="every load phase completes at least this many requests"
+    )
+
+
 class SweepWorkload(_Strict):
-    max_concurrency: int = Field(default=16, ge=1, le=4096, description="cap of the 1, 2, 4, ... levels")
+    max_concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        le=4096,
+        description="cap of the 1, 2, 4, ... levels; default: from the target "
+        "(KV max concurrency, max_num_seqs)",
+    )
+    max_num_seqs: int | None = Field(
+        default=None,
+        ge=1,
+        le=65_536,
+        description="the server's --max-num-seqs (stack outputs slo.max_num_seqs)",
+    )
+    fallback_max_concurrency: int = Field(
+        default=16, ge=1, le=4096, description="upper bound when the target says nothing (no /metrics)"
+    )
     levels: list[int] | None = Field(default=None, description="explicit levels instead of powers of two")
-    rounds: int = Field(default=2, ge=1, le=100, description="requests per level = rounds x level")
+    rounds: int = Field(default=2, ge=1, le=100, description="each level completes at least rounds x level")
     prompt_tokens: int = Field(default=48, ge=8, le=100_000)
     output_tokens: int = Field(default=16, ge=2, le=100_000)
+    saturation_gain: float = Field(
+        default=0.10,
+        ge=0,
+        le=10,
+        description="stop when a step up in concurrency gains less output tok/s than this share "
+        "while median TTFT grows",
+    )
 
     @field_validator("levels")
     @classmethod
@@ -95,16 +130,39 @@ class SweepWorkload(_Strict):
             raise ValueError("levels must be a non-empty list of positive integers")
         return v
 
-    def resolved_levels(self) -> list[int]:
+    def resolved_levels(self, bound: int | None = None, floor: int | None = None) -> list[int]:
+        """The levels to try, in order: the explicit ones, else 1, 2, 4, ... up to ``bound`` (default:
+        ``max_concurrency``, else the fallback), with the bound itself and ``floor`` (when within it)."""
         if self.levels is not None:
             return sorted(set(self.levels))
-        levels: list[int] = []
+        top = bound or self.max_concurrency or self.fallback_max_concurrency
+        levels: set[int] = {top}
         c = 1
-        while c < self.max_concurrency:
-            levels.append(c)
+        while c < top:
+            levels.add(c)
             c *= 2
-        levels.append(self.max_concurrency)
-        return levels
+        if floor is not None and floor < top:
+            levels.add(floor)
+        return sorted(levels)
+
+
+class Slo(_Strict):
+    """Service-level objectives (stack outputs ``slo``, or flags). A request meets them when its TTFT <=
+    ``ttft_ms`` and its mean inter-token latency (TPOT) <= ``itl_ms``, as ``vllm bench serve --goodput``
+    defines it; a sweep level meets them when at least ``min_fraction`` of its requests do."""
+
+    ttft_ms: float | None = Field(default=None, gt=0, description="time-to-first-token objective, ms")
+    itl_ms: float | None = Field(default=None, gt=0, description="mean inter-token latency objective, ms")
+    min_fraction: float = Field(
+        default=0.9, gt=0, le=1, description="share of a level's requests that must meet every objective"
+    )
+    min_goodput_concurrency: int | None = Field(
+        default=None, ge=1, description="the capacity check passes when this concurrency meets the SLO"
+    )
+
+    @property
+    def given(self) -> bool:
+        return self.ttft_ms is not None or self.itl_ms is not None
 
 
 class UseCase(_Strict):
@@ -172,6 +230,8 @@ class VerifyConfig(_Strict):
     engine: EngineWorkload = Field(default_factory=EngineWorkload)
     batching: BatchingWorkload = Field(default_factory=BatchingWorkload)
     sweep: SweepWorkload = Field(default_factory=SweepWorkload)
+    phases: PhaseSizing = Field(default_factory=PhaseSizing)
+    slo: Slo = Field(default_factory=Slo)
     prefix: PrefixWorkload = Field(default_factory=PrefixWorkload)
     timeouts: Timeouts = Field(default_factory=Timeouts)
     client: ClientSettings = Field(default_factory=ClientSettings)
@@ -196,7 +256,14 @@ class VerifyConfig(_Strict):
         return self.metrics_url or f"{self.endpoint}/metrics"
 
     def max_concurrency_used(self) -> int:
-        return max([self.batching.prompts, *self.sweep.resolved_levels()])
+        """The largest concurrency the run may use (the sweep's bound is only known at run time: the
+        explicit cap, else max_num_seqs, else 1024 connections at most)."""
+        sweep = self.sweep
+        if sweep.levels is not None:
+            top = max(sweep.levels)
+        else:
+            top = sweep.max_concurrency or sweep.max_num_seqs or 1024
+        return max(self.batching.prompts, top)
 
     def connection_limit(self) -> int:
         return self.client.max_connections or self.max_concurrency_used() + 8
@@ -268,7 +335,8 @@ def from_stack_outputs(outputs: dict[str, Any], source: str = "stack outputs") -
     """Config values implied by the infra's stack outputs (``pulumi stack output --json``, or
     ``kvstack render --outputs FILE``): the served model, the planned KV capacity to compare against,
     and the stack's concurrency floor. The endpoint is taken only as a default (an in-cluster URL is
-    often not reachable from the CD runner: pass --endpoint then)."""
+    often not reachable from the CD runner: pass --endpoint then). ``slo`` gives the TTFT and ITL
+    objectives, the concurrency floor of the capacity check and the server's ``max_num_seqs``."""
     tree: dict[str, Any] = {}
     if isinstance(outputs.get("endpoint"), str):
         tree["endpoint"] = outputs["endpoint"]
@@ -288,8 +356,31 @@ def from_stack_outputs(outputs: dict[str, Any], source: str = "stack outputs") -
         tree["expected_capacity"] = {k: v for k, v in expected.items() if v is not None}
         if capacity.get("min_concurrency") is not None:
             tree["thresholds"] = {"min_max_concurrency": capacity["min_concurrency"]}
+    slo = outputs.get("slo")
+    if slo is not None:
+        tree.update(_slo_tree(slo, source))
     if not tree:
         raise ConfigError(f"{source}: no endpoint, served_model_name or capacity: not kvstack stack outputs?")
+    return tree
+
+
+def _slo_tree(slo: object, source: str) -> dict[str, Any]:
+    """Config values from the stack outputs' ``slo`` mapping (``ttft_seconds``, ``itl_seconds``,
+    ``min_goodput_concurrency``, ``max_num_seqs``; each may be absent or null)."""
+    if not isinstance(slo, dict):
+        raise ConfigError(f"{source}: 'slo' must be a mapping, got {type(slo).__name__}")
+    tree: dict[str, Any] = {}
+    for key, field_name in (("ttft_seconds", "ttft_ms"), ("itl_seconds", "itl_ms")):
+        value = slo.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{source}: slo.{key} must be a number of seconds, got {value!r}")
+        tree.setdefault("slo", {})[field_name] = float(value) * 1000.0
+    if slo.get("min_goodput_concurrency") is not None:
+        tree.setdefault("slo", {})["min_goodput_concurrency"] = slo["min_goodput_concurrency"]
+    if slo.get("max_num_seqs") is not None:
+        tree["sweep"] = {"max_num_seqs": slo["max_num_seqs"]}
     return tree
 
 

@@ -203,29 +203,45 @@ def render_report(report: VerifyReport, console: Console | None = None) -> None:
     sweep = report.figures("sweep", SweepFigures)
     if sweep is not None and sweep.levels:
         st = Table(title="concurrency sweep")
-        for col in (
+        with_slo = any(lv.goodput is not None for lv in sweep.levels)
+        columns = [
             "concurrency",
             "requests",
             "failed",
+            "wall s",
             "output tok/s",
             "TTFT p50 ms",
             "TPOT p50 ms",
-            "E2E p50 ms",
-        ):
+        ]
+        columns += ["E2E p50 ms", *(("within SLO", "goodput tok/s") if with_slo else ())]
+        for col in columns:
             st.add_column(col, justify="right")
         for level in sweep.levels:
-            st.add_row(
+            cells = [
                 str(level.concurrency),
                 str(level.requests),
                 str(level.failed),
+                f"{level.wall_s:.1f}",
                 f"{level.output_throughput:.1f}",
                 _ms(level.ttft.p50_ms),
                 _ms(level.tpot.p50_ms),
                 _ms(level.e2e.p50_ms),
-            )
+            ]
+            if with_slo:
+                gp = level.goodput
+                cells.append(f"{gp.fraction:.0%}" if gp is not None and gp.fraction is not None else "-")
+                cells.append(f"{gp.output_throughput:.1f}" if gp is not None else "-")
+            st.add_row(*cells)
         console.print(st)
         if sweep.knee_note:
             console.print(f"knee: {sweep.knee_note}", highlight=False, markup=False)
+        if sweep.stop is not None:
+            console.print(
+                f"sweep stopped at concurrency {sweep.stop.concurrency}: {sweep.stop.reason} "
+                f"({sweep.stop.detail}); rule: {sweep.saturation_rule}",
+                highlight=False,
+                markup=False,
+            )
     prefix = report.figures("prefix_caching", PrefixFigures)
     if prefix is not None and prefix.use_cases:
         ut = Table(title="where prefix caching pays (cold vs warm TTFT)")

@@ -1,4 +1,5 @@
-"""Load generation: send a list of streamed requests with at most N in flight (a semaphore caps them).
+"""Load generation: a list of streamed requests with at most N in flight (a semaphore caps them), or a
+closed-loop phase sized by time and requests (``ClosedLoop``, ``run_closed_loop``).
 
 The first wave is released together so that "all at once" means at once. When the client declares the
 endpoint down (a connect error, or ``abort_after_consecutive_failures`` failures in a row, timeouts
@@ -130,3 +131,72 @@ async def run_batch(
             f"every request of phase '{first.phase}' failed; first error: {first.error}", finished
         )
     return BatchResult(outcomes=finished, wall_s=wall, concurrency=concurrency)
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedLoop:
+    """A load shape: ``concurrency`` requests always in flight (a new one starts when one ends) until the
+    phase has lasted ``min_duration_s`` and started at least ``min_requests``; then the ones in flight
+    finish. (An open-loop shape sends at a rate instead, whatever the answers.)"""
+
+    concurrency: int
+    min_requests: int
+    min_duration_s: float = 0.0
+
+    def should_stop(self, started: int, elapsed_s: float) -> bool:
+        """Pure: no new request once both floors are met."""
+        return started >= self.min_requests and elapsed_s >= self.min_duration_s
+
+
+async def run_closed_loop(
+    client: EndpointClient,
+    shape: ClosedLoop,
+    make_request: Callable[[int], StreamRequest],
+    on_done: Callable[[RequestOutcome], None] | None = None,
+) -> BatchResult:
+    """Run ``shape``: ``make_request(i)`` builds the i-th request. The first wave is released together.
+
+    Raises ``EndpointError`` when the endpoint is declared down, or when every request failed.
+    """
+    if shape.concurrency < 1:
+        raise ValueError("concurrency must be >= 1")
+    outcomes: list[RequestOutcome] = []
+    started_count = 0
+    start = time.perf_counter()
+
+    async def worker() -> None:
+        nonlocal started_count
+        while not client.endpoint_down and not shape.should_stop(started_count, time.perf_counter() - start):
+            index = started_count
+            started_count += 1
+            req = make_request(index)
+            out = await client.stream(req.path, req.payload, req.phase, parse_all=req.parse_all)
+            outcomes.append(out)
+            if on_done is not None:
+                on_done(out)
+
+    tasks = [asyncio.create_task(worker()) for _ in range(shape.concurrency)]
+    try:
+        pending: set[asyncio.Task[None]] = set(tasks)
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                exc = task.exception()
+                if exc is not None:
+                    raise exc
+            if client.endpoint_down:
+                break
+    finally:
+        for task in tasks:
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    wall = time.perf_counter() - start
+    if client.endpoint_down:
+        raise EndpointError(f"endpoint down: {client.down_reason}", outcomes)
+    if outcomes and not any(o.ok for o in outcomes):
+        first = outcomes[0]
+        raise EndpointError(
+            f"every request of phase '{first.phase}' failed; first error: {first.error}", outcomes
+        )
+    return BatchResult(outcomes=outcomes, wall_s=wall, concurrency=shape.concurrency)

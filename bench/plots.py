@@ -1,4 +1,5 @@
-"""PNG plots from a report: throughput and TTFT against concurrency, cold against warm TTFT.
+"""PNG plots from a report: throughput and TTFT against concurrency (where the sweep stopped marked),
+goodput under the SLO per level, cold against warm TTFT.
 
 Read from the report's figures (so a saved JSON can be re-plotted). matplotlib is the ``plots`` extra:
 without it the plots are skipped and the report (and the console) says what to install.
@@ -17,6 +18,7 @@ PLOTS_MISSING_NOTE = (
     "pip install 'kvstack[plots]' for them"
 )
 PREFIX_PNG = "prefix_cold_vs_warm.png"
+GOODPUT_PNG = "goodput.png"
 
 
 def matplotlib_available() -> bool:
@@ -40,6 +42,10 @@ def write_plots(report: VerifyReport, out_dir: Path) -> tuple[dict[str, str], li
         path = out_dir / SWEEP_PNG
         _plot_sweep(sweep, path, report.endpoint)
         files["sweep_png"] = str(path)
+        if any(lv.goodput is not None for lv in sweep.levels):
+            path = out_dir / GOODPUT_PNG
+            _plot_goodput(sweep, path, report.endpoint)
+            files["goodput_png"] = str(path)
     prefix = report.figures("prefix_caching", PrefixFigures)
     if prefix is not None and (prefix.speedup or prefix.use_cases):
         path = out_dir / PREFIX_PNG
@@ -67,6 +73,11 @@ def _plot_sweep(sweep: SweepFigures, path: Path, endpoint: str) -> None:
     if knee is not None and knee in conc:
         ax1.axvline(knee, linestyle="--", color="grey")
         ax1.annotate("knee", (knee, max(tput) * 0.5), rotation=90, color="grey")
+    if sweep.stop is not None and sweep.stop.concurrency in conc:
+        ax1.axvline(sweep.stop.concurrency, linestyle=":", color="red")
+        ax1.annotate(
+            f"stop: {sweep.stop.reason}", (sweep.stop.concurrency, max(tput) * 0.1), rotation=90, color="red"
+        )
     ax2.plot(conc, ttft50, marker="o", label="TTFT p50")
     ax2.plot(conc, ttft99, marker="^", label="TTFT p99")
     ax2.plot(conc, tpot50, marker="s", label="TPOT p50")
@@ -79,6 +90,55 @@ def _plot_sweep(sweep: SweepFigures, path: Path, endpoint: str) -> None:
         ax.set_xticks(conc, [str(c) for c in conc])
         ax.grid(True, alpha=0.3)
     fig.suptitle(f"concurrency sweep - {endpoint}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_goodput(sweep: SweepFigures, path: Path, endpoint: str) -> None:
+    import matplotlib.pyplot as plt
+
+    levels = [lv for lv in sweep.levels if lv.goodput is not None]
+    conc = [lv.concurrency for lv in levels]
+    xs = list(range(len(levels)))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    ax1.bar(
+        [x - 0.2 for x in xs],
+        [lv.output_throughput for lv in levels],
+        0.4,
+        label="all requests",
+        color="#bbb",
+    )
+    ax1.bar(
+        [x + 0.2 for x in xs],
+        [lv.goodput.output_throughput if lv.goodput else 0.0 for lv in levels],
+        0.4,
+        label="requests within SLO (goodput)",
+    )
+    ax1.set_ylabel("output tokens/s")
+    ax1.set_title("goodput per level")
+    ax1.legend()
+    fractions = [(lv.goodput.fraction or 0.0) * 100 if lv.goodput else 0.0 for lv in levels]
+    ax2.bar(xs, fractions, 0.6)
+    if sweep.slo_min_fraction is not None:
+        ax2.axhline(sweep.slo_min_fraction * 100, linestyle="--", color="grey")
+        ax2.annotate(f"meets: >= {sweep.slo_min_fraction:.0%}", (0, sweep.slo_min_fraction * 100 + 1))
+    ax2.set_ylim(0, 105)
+    ax2.set_ylabel("% of requests within SLO")
+    objectives = ", ".join(
+        part
+        for part in (
+            f"TTFT <= {sweep.slo_ttft_ms:g} ms" if sweep.slo_ttft_ms is not None else "",
+            f"ITL <= {sweep.slo_itl_ms:g} ms" if sweep.slo_itl_ms is not None else "",
+        )
+        if part
+    )
+    ax2.set_title(f"SLO: {objectives}; highest concurrency meeting it: {sweep.goodput_concurrency or 'none'}")
+    for ax in (ax1, ax2):
+        ax.set_xticks(xs, [str(c) for c in conc])
+        ax.set_xlabel("concurrency")
+        ax.grid(True, axis="y", alpha=0.3)
+    fig.suptitle(f"goodput under SLO - {endpoint}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kvstack.bench.checks import batching, engine, kv_capacity, latency, prefix
+from kvstack.bench.checks import batching, engine, goodput, kv_capacity, latency, prefix
 from kvstack.bench.checks.pipeline import Check, CheckRecord, Deps, NotMeasured, Probe, check_order_problems
 from kvstack.bench.client import EndpointClient, EndpointError, RequestOutcome
 from kvstack.bench.config import VerifyConfig
@@ -45,6 +45,7 @@ CHECKS: tuple[Check[Any], ...] = (
     batching.SWEEP_CHECK,
     prefix.CHECK,
     latency.CHECK,
+    goodput.CHECK,  # last, so the positions of the checks before it stay as they were
 )
 if _problems := check_order_problems(CHECKS):  # pragma: no cover - a programming error, caught by tests
     raise RuntimeError("; ".join(_problems))

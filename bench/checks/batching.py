@@ -5,21 +5,37 @@ usage chunks, so the two phases do the same work and the ratio of their tokens/s
 Every prompt of every phase and sweep level starts with its own fresh nonce (``new_nonce()`` per prompt),
 so no two prompts share a cacheable first block: the all-at-once prompts must not find the one-at-a-time
 prompts in the prefix cache, nor each other (their common opening words come after the nonce).
-The sweep runs ``rounds x level`` requests at each level with at most ``level`` in flight and reports
-throughput, TTFT, TPOT, ITL and end-to-end latency per level, and the knee: the first level where
-latency grew by a larger factor than throughput.
+Every phase is a closed loop sized by time and requests (``phases``): it keeps its concurrency until it has
+lasted ``min_duration_s`` and completed its request floor, so a fast GPU gets as long a phase as a CPU.
+
+The sweep's levels are 1, 2, 4, ... up to a bound taken from the target (``sweep_bound``: the KV max
+concurrency from ``vllm:cache_config_info``, the server's ``max_num_seqs``, an explicit cap: the
+smallest), each completing at least ``max(rounds x level, min_requests)`` requests. It stops early at
+saturation (``saturation``: a step up gained less than ``saturation_gain`` output tok/s while the
+median TTFT grew) or on failed requests, and records where and why (``SweepStop``). It reports
+throughput, TTFT, TPOT, ITL, end-to-end latency and goodput under the SLO per level, the knee (the first
+level where latency grew by a larger factor than throughput) and the highest level meeting the SLO.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from kvstack.bench.checks import kv_capacity
 from kvstack.bench.checks.pipeline import Check, Deps, Judgement, Probe
 from kvstack.bench.client import RequestOutcome
-from kvstack.bench.config import VerifyConfig
+from kvstack.bench.config import Slo, SweepWorkload, VerifyConfig
 from kvstack.bench.discovery import fit_units
-from kvstack.bench.figures import BatchingFigures, PhaseFigures, SweepFigures
-from kvstack.bench.load import BatchResult, StreamRequest, completion_payload, run_batch
+from kvstack.bench.figures import (
+    BatchingFigures,
+    GoodputFigures,
+    KvCapacityFigures,
+    PhaseFigures,
+    SweepBound,
+    SweepFigures,
+    SweepStop,
+)
+from kvstack.bench.load import BatchResult, ClosedLoop, StreamRequest, completion_payload, run_closed_loop
 from kvstack.bench.prompts import distinct_prompt, new_nonce
 from kvstack.bench.report import Verdict
 from kvstack.bench.stats import LevelPoint, distribution_ms, find_knee
@@ -28,8 +44,32 @@ NAME = "batching"
 TITLE = "Continuous batching"
 
 
-def phase_figures(result: BatchResult) -> PhaseFigures:
-    """Reduce one phase's outcomes to figures: pure."""
+def meets_slo(outcome: RequestOutcome, slo: Slo) -> bool:
+    """A successful request whose TTFT and mean inter-token latency (TPOT) are within the objectives
+    (an objective left unset is met; a single-token answer has no TPOT and meets the ITL one): pure."""
+    if not outcome.ok:
+        return False
+    if slo.ttft_ms is not None and (outcome.ttft is None or outcome.ttft * 1000 > slo.ttft_ms):
+        return False
+    return not (slo.itl_ms is not None and outcome.tpot is not None and outcome.tpot * 1000 > slo.itl_ms)
+
+
+def goodput_figures(outcomes: list[RequestOutcome], wall_s: float, slo: Slo) -> GoodputFigures:
+    """Requests/s and output tok/s of the requests that met every objective, over the phase's wall
+    time, and their share of the successful requests: pure."""
+    ok = [o for o in outcomes if o.ok]
+    met = [o for o in ok if meets_slo(o, slo)]
+    return GoodputFigures(
+        requests=len(ok),
+        met=len(met),
+        fraction=len(met) / len(ok) if ok else None,
+        request_throughput=len(met) / wall_s if wall_s > 0 else 0.0,
+        output_throughput=sum(o.output_tokens or 0 for o in met) / wall_s if wall_s > 0 else 0.0,
+    )
+
+
+def phase_figures(result: BatchResult, slo: Slo | None = None) -> PhaseFigures:
+    """Reduce one phase's outcomes to figures (goodput when an SLO is given): pure."""
     ok = result.ok
     itl: list[float] = []
     for o in ok:
@@ -46,7 +86,68 @@ def phase_figures(result: BatchResult) -> PhaseFigures:
         tpot=distribution_ms([t for t in (o.tpot for o in ok) if t is not None]),
         itl=distribution_ms(itl),
         e2e=distribution_ms([o.e2e for o in ok if o.e2e is not None]),
+        goodput=goodput_figures(result.outcomes, result.wall_s, slo)
+        if slo is not None and slo.given
+        else None,
     )
+
+
+def sweep_bound(cfg: SweepWorkload, capacity: KvCapacityFigures | None) -> SweepBound:
+    """The sweep's upper bound: the smallest of the KV max concurrency (the capacity check's figure at
+    the served length, else the server's label), ``max_num_seqs`` and an explicit cap; the fallback when
+    none is known: pure."""
+    kv = None
+    if capacity is not None:
+        kv = capacity.max_concurrency or capacity.server_max_concurrency
+    candidates: list[tuple[str, int]] = []
+    if kv is not None:
+        candidates.append(("kv_cache_max_concurrency", max(1, int(kv))))
+    if cfg.max_num_seqs is not None:
+        candidates.append(("max_num_seqs", cfg.max_num_seqs))
+    if cfg.max_concurrency is not None:
+        candidates.append(("sweep.max_concurrency", cfg.max_concurrency))
+    if cfg.levels is not None:
+        candidates = [("sweep.levels", max(cfg.levels))]
+    if not candidates:
+        candidates.append(("sweep.fallback_max_concurrency (target unknown)", cfg.fallback_max_concurrency))
+    bound = min(value for _, value in candidates)
+    return SweepBound(
+        concurrency=bound,
+        source=", ".join(name for name, value in candidates if value == bound),
+        kv_max_concurrency=kv,
+        max_num_seqs=cfg.max_num_seqs,
+        configured=cfg.max_concurrency,
+    )
+
+
+def saturation_rule(gain: float) -> str:
+    return (
+        f"stop after a level whose output tok/s is less than {gain:.0%} above the previous level's "
+        "while its median TTFT is higher (levels below the SLO floor always run)"
+    )
+
+
+def saturated(previous: PhaseFigures, current: PhaseFigures, gain: float) -> str | None:
+    """Why ``current`` is past saturation (see ``saturation_rule``), or ``None``: pure."""
+    if previous.output_throughput <= 0 or previous.ttft.p50_ms is None or current.ttft.p50_ms is None:
+        return None
+    growth = current.output_throughput / previous.output_throughput - 1
+    if growth < gain and current.ttft.p50_ms > previous.ttft.p50_ms:
+        return (
+            f"c{previous.concurrency} -> c{current.concurrency}: output tok/s {growth:+.1%} (< {gain:.0%}), "
+            f"TTFT p50 {previous.ttft.p50_ms:.0f} -> {current.ttft.p50_ms:.0f} ms"
+        )
+    return None
+
+
+def goodput_concurrency(levels: list[PhaseFigures], min_fraction: float) -> int | None:
+    """The highest level at which at least ``min_fraction`` of the requests met the SLO: pure."""
+    meeting = [
+        lv.concurrency
+        for lv in levels
+        if lv.goodput is not None and lv.goodput.fraction is not None and lv.goodput.fraction >= min_fraction
+    ]
+    return max(meeting, default=None)
 
 
 def sweep_summary(levels: list[PhaseFigures]) -> tuple[int | None, str, float | None, int | None]:
@@ -72,27 +173,31 @@ def sweep_summary(levels: list[PhaseFigures]) -> tuple[int | None, str, float | 
     return knee.concurrency, note, peak.throughput if peak else None, peak.concurrency if peak else None
 
 
+def _request(probe: Probe, phase: str, i: int, units: int, output_tokens: int) -> StreamRequest:
+    """One request whose prompt starts with its own nonce (see the module docstring)."""
+    return StreamRequest(
+        "/v1/completions",
+        completion_payload(
+            probe.model, distinct_prompt(i, units, probe.config.seed, new_nonce()), output_tokens
+        ),
+        phase,
+    )
+
+
 def _requests(probe: Probe, phase: str, count: int, units: int, output_tokens: int) -> list[StreamRequest]:
     """``count`` requests, each prompt with its own nonce at its very start (see the module docstring)."""
-    return [
-        StreamRequest(
-            "/v1/completions",
-            completion_payload(
-                probe.model, distinct_prompt(i, units, probe.config.seed, new_nonce()), output_tokens
-            ),
-            phase,
-        )
-        for i in range(count)
-    ]
+    return [_request(probe, phase, i, units, output_tokens) for i in range(count)]
 
 
 async def _run_phase(
-    probe: Probe, title: str, requests: list[StreamRequest], concurrency: int
+    probe: Probe, title: str, phase: str, shape: ClosedLoop, *, units: int, output_tokens: int
 ) -> BatchResult:
-    bar = probe.display.phase(title, len(requests))
+    bar = probe.display.phase(title, shape.min_requests)
     done: Callable[[RequestOutcome], None] = lambda _o: bar.advance()  # noqa: E731
     try:
-        result = await run_batch(probe.client, requests, concurrency, on_done=done)
+        result = await run_closed_loop(
+            probe.client, shape, lambda i: _request(probe, phase, i, units, output_tokens), on_done=done
+        )
     finally:
         bar.close()
     probe.outcomes.extend(result.outcomes)
@@ -122,18 +227,24 @@ def _token_mismatch(result: BatchResult, expected: int) -> str | None:
 
 async def measure(probe: Probe, _deps: Deps) -> BatchingFigures:
     cfg = probe.config.batching
+    sizing = probe.config.phases
+    floor = max(cfg.prompts, sizing.min_requests)
     units, prompt_tokens = await _prompt_units(probe, cfg.prompt_tokens)
     seq = await _run_phase(
         probe,
         f"batching: {cfg.prompts} prompts one at a time",
-        _requests(probe, "batching_sequential", cfg.prompts, units, cfg.output_tokens),
-        1,
+        "batching_sequential",
+        ClosedLoop(1, floor, sizing.min_duration_s),
+        units=units,
+        output_tokens=cfg.output_tokens,
     )
     conc = await _run_phase(
         probe,
         f"batching: {cfg.prompts} prompts all at once",
-        _requests(probe, "batching_concurrent", cfg.prompts, units, cfg.output_tokens),
-        cfg.prompts,
+        "batching_concurrent",
+        ClosedLoop(cfg.prompts, floor, sizing.min_duration_s),
+        units=units,
+        output_tokens=cfg.output_tokens,
     )
     seq_fig = phase_figures(seq)
     conc_fig = phase_figures(conc)
@@ -194,15 +305,42 @@ SWEEP_NAME = "sweep"
 SWEEP_TITLE = "Concurrency sweep"
 
 
-async def measure_sweep(probe: Probe, _deps: Deps) -> SweepFigures:
-    """Throughput and latency per concurrency level, and the knee."""
+async def measure_sweep(probe: Probe, deps: Deps) -> SweepFigures:
+    """Throughput, latency and goodput per concurrency level up to the target's bound or saturation."""
     cfg = probe.config.sweep
+    slo = probe.config.slo
+    sizing = probe.config.phases
+    bound = sweep_bound(cfg, deps.figures(kv_capacity.CHECK))
+    floor = slo.min_goodput_concurrency if slo.given else None
     units, prompt_tokens = await _prompt_units(probe, cfg.prompt_tokens)
     levels: list[PhaseFigures] = []
-    for level in cfg.resolved_levels():
-        reqs = _requests(probe, f"sweep_c{level}", cfg.rounds * level, units, cfg.output_tokens)
-        result = await _run_phase(probe, f"sweep: concurrency {level}", reqs, level)
-        levels.append(phase_figures(result))
+    stop: SweepStop | None = None
+    for level in cfg.resolved_levels(bound.concurrency, floor):
+        if level > bound.concurrency:
+            break
+        shape = ClosedLoop(level, max(cfg.rounds * level, sizing.min_requests), sizing.min_duration_s)
+        result = await _run_phase(
+            probe,
+            f"sweep: concurrency {level}",
+            f"sweep_c{level}",
+            shape,
+            units=units,
+            output_tokens=cfg.output_tokens,
+        )
+        fig = phase_figures(result, slo)
+        levels.append(fig)
+        if fig.failed:
+            stop = SweepStop(reason="errors", concurrency=level, detail=f"{fig.failed} request(s) failed")
+            break
+        why = saturated(levels[-2], fig, cfg.saturation_gain) if len(levels) >= 2 else None
+        if why is not None and (floor is None or level >= floor):
+            stop = SweepStop(reason="saturation", concurrency=level, detail=why)
+            break
+    if stop is None:
+        last = levels[-1].concurrency if levels else None
+        stop = SweepStop(
+            reason="upper bound", concurrency=last, detail=f"bound {bound.concurrency} from {bound.source}"
+        )
     knee, note, peak, peak_c = sweep_summary(levels)
     return SweepFigures(
         prompt_tokens=prompt_tokens,
@@ -213,6 +351,15 @@ async def measure_sweep(probe: Probe, _deps: Deps) -> SweepFigures:
         knee_note=note,
         peak_throughput=peak,
         peak_concurrency=peak_c,
+        min_duration_s=sizing.min_duration_s,
+        min_requests=sizing.min_requests,
+        bound=bound,
+        stop=stop,
+        saturation_rule=saturation_rule(cfg.saturation_gain),
+        slo_ttft_ms=slo.ttft_ms,
+        slo_itl_ms=slo.itl_ms,
+        slo_min_fraction=slo.min_fraction if slo.given else None,
+        goodput_concurrency=goodput_concurrency(levels, slo.min_fraction) if slo.given else None,
     )
 
 
@@ -231,7 +378,13 @@ def judge_sweep(sweep: SweepFigures, _config: VerifyConfig) -> Judgement:
         f"{len(levels)} levels measured, peak {sweep.peak_throughput or 0:.1f} tok/s at concurrency "
         f"{sweep.peak_concurrency}; knee: {note}"
     )
+    if sweep.stop is not None:
+        reason += f"; stopped at c{sweep.stop.concurrency}: {sweep.stop.reason} ({sweep.stop.detail})"
+    if sweep.goodput_concurrency is not None or sweep.slo_min_fraction is not None:
+        reason += f"; highest concurrency meeting the SLO: {sweep.goodput_concurrency or 'none'}"
     return Judgement(Verdict.PASS, reason, summary)
 
 
-SWEEP_CHECK = Check(SWEEP_NAME, SWEEP_TITLE, SweepFigures, measure_sweep, judge_sweep)
+SWEEP_CHECK = Check(
+    SWEEP_NAME, SWEEP_TITLE, SweepFigures, measure_sweep, judge_sweep, needs=(kv_capacity.NAME,)
+)

@@ -21,6 +21,9 @@ def small_workload(endpoint: str, **overrides: Any) -> VerifyConfig:
         "endpoint": endpoint,
         "batching": {"prompts": 16, "prompt_tokens": 16, "output_tokens": 8},
         "sweep": {"max_concurrency": 4, "rounds": 1, "prompt_tokens": 16, "output_tokens": 4},
+        "phases": {"min_duration_s": 0, "min_requests": 1},
+        # generous objectives the fake server meets: the capacity-under-SLO check is judged, not skipped
+        "slo": {"ttft_ms": 5000, "itl_ms": 1000, "min_goodput_concurrency": 4},
         "prefix": {
             "pairs": 3,
             "prefix_tokens": 200,

@@ -43,6 +43,13 @@ def test_verify_passes_on_the_local_stack(local_stack: Any, tmp_path: Path) -> N
             local_stack.vllm_url,
             "--out",
             str(out),
+            # the SLO a stack's outputs would carry, sized for 2 CPU cores (c16: TTFT p50 ~0.5 s, ITL ~40 ms)
+            "--slo-ttft-ms",
+            "3000",
+            "--slo-itl-ms",
+            "250",
+            "--min-goodput-concurrency",
+            "8",
         ],
         capture_output=True,
         text=True,
@@ -51,7 +58,13 @@ def test_verify_passes_on_the_local_stack(local_stack: Any, tmp_path: Path) -> N
         check=False,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    for name in ("verify-report.json", "verify-junit.xml", "sweep.png", "prefix_cold_vs_warm.png"):
+    for name in (
+        "verify-report.json",
+        "verify-junit.xml",
+        "sweep.png",
+        "prefix_cold_vs_warm.png",
+        "goodput.png",
+    ):
         assert (out / name).exists(), name
     report = json.loads((out / "verify-report.json").read_text())
     checks = {c["name"]: c for c in report["checks"]}
@@ -74,7 +87,16 @@ def test_verify_passes_on_the_local_stack(local_stack: Any, tmp_path: Path) -> N
     prefix = checks["prefix_caching"]["figures"]
     assert prefix["server_prefix_hits"] >= prefix["expected_cached_tokens"] * 0.5
     assert len([u for u in prefix["use_cases"] if u["speedup"] is not None]) >= 3
-    print(f"kvstack verify against the local stack took {report['duration_s']:.1f} s")
+    sweep = checks["sweep"]["figures"]
+    assert sweep["stop"]["reason"] in ("saturation", "upper bound"), sweep["stop"]
+    assert sweep["bound"]["concurrency"] <= capacity["max_concurrency"]
+    assert all(lv["wall_s"] >= defaults.phases.min_duration_s for lv in sweep["levels"])
+    assert checks["goodput_capacity"]["figures"]["goodput_concurrency"] >= 8
+    print(
+        f"kvstack verify against the local stack took {report['duration_s']:.1f} s; sweep "
+        + ", ".join(f"c{lv['concurrency']} {lv['output_throughput']:.0f} tok/s" for lv in sweep["levels"])
+        + f"; stop {sweep['stop']}"
+    )
 
 
 @pytest.mark.timeout(600)
@@ -85,6 +107,7 @@ def test_prefix_check_fails_without_prefix_caching(vllm_no_prefix_caching: Any, 
             "endpoint": vllm_no_prefix_caching.vllm_url,
             "sweep": {"max_concurrency": 4},
             "prefix": {"use_cases": []},
+            "slo": {"ttft_ms": 3000, "itl_ms": 250, "min_goodput_concurrency": 4},
         }
     )
     result = run_verify(config, tmp_path)

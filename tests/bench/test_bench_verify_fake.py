@@ -32,6 +32,7 @@ def test_all_checks_pass(fake_vllm: Callable[..., FakeServer], tmp_path: Path) -
         "sweep",
         "prefix_caching",
         "latency",
+        "goodput_capacity",
     ]
     assert all(c.verdict is Verdict.PASS for c in report.checks)
     assert report.server is not None
@@ -57,7 +58,7 @@ def test_all_checks_pass(fake_vllm: Callable[..., FakeServer], tmp_path: Path) -
     assert on_disk["config"]["batching"]["prompts"] == 16
     suite = ET.parse(tmp_path / JUNIT_NAME).getroot().find("testsuite")
     assert suite is not None
-    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("6", "0", "0")
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("7", "0", "0")
 
 
 def test_prefix_caching_off_fails_with_exit_1(fake_vllm: Callable[..., FakeServer], tmp_path: Path) -> None:
@@ -106,3 +107,49 @@ def test_python_dash_m_bench_without_a_terminal(fake_vllm: Callable[..., FakeSer
     assert "[verify] batching: 16 prompts one at a time: 16/16 done" in proc.stderr
     assert "\x1b[" not in proc.stderr  # no cursor movement or colour in a log
     assert "FAILED (exit 1)" in proc.stdout
+
+
+def test_phases_are_sized_by_time_and_the_sweep_records_its_stop(
+    fake_vllm: Callable[..., FakeServer], tmp_path: Path
+) -> None:
+    server = fake_vllm("ok")
+    config = small_workload(server.url, phases={"min_duration_s": 0.4, "min_requests": 3})
+    result = run_verify(config, tmp_path)
+    sweep = result.report.check("sweep")
+    assert sweep is not None
+    levels = sweep.figures["levels"]
+    assert levels
+    for lv in levels:
+        assert lv["wall_s"] >= 0.4
+        assert lv["requests"] >= max(3, lv["concurrency"])
+    assert sweep.figures["bound"]["concurrency"] == 4
+    assert sweep.figures["stop"]["reason"] in ("saturation", "upper bound")
+    assert f"stopped at c{sweep.figures['stop']['concurrency']}" in sweep.reason
+    assert sweep.figures["goodput_concurrency"] == levels[-1]["concurrency"]
+
+
+def test_capacity_under_slo_fails_when_no_level_meets_it(
+    fake_vllm: Callable[..., FakeServer], tmp_path: Path
+) -> None:
+    server = fake_vllm("ok")
+    result = run_verify(small_workload(server.url, slo={"ttft_ms": 0.001}), tmp_path)
+    assert result.exit_code == 1
+    check = result.report.check("goodput_capacity")
+    assert check is not None
+    assert check.verdict is Verdict.FAIL, check.reason
+    assert "none < floor 4" in check.reason
+    suite = ET.parse(tmp_path / JUNIT_NAME).getroot().find("testsuite")
+    assert suite is not None
+    assert suite.get("failures") == "1"
+
+
+def test_without_an_slo_the_capacity_check_is_skipped_with_its_reason(
+    fake_vllm: Callable[..., FakeServer], tmp_path: Path
+) -> None:
+    server = fake_vllm("ok")
+    result = run_verify(small_workload(server.url, slo={"ttft_ms": None, "itl_ms": None}), tmp_path)
+    assert result.exit_code == 0
+    check = result.report.check("goodput_capacity")
+    assert check is not None
+    assert check.verdict is Verdict.SKIPPED
+    assert "no SLO given" in check.reason
