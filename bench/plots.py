@@ -133,7 +133,10 @@ def _plot_goodput(sweep: SweepFigures, path: Path, endpoint: str) -> None:
         )
         if part
     )
-    ax2.set_title(f"SLO: {objectives}; highest concurrency meeting it: {sweep.goodput_concurrency or 'none'}")
+    ax2.set_title(
+        f"within SLO ({objectives})\nhighest concurrency meeting it: {sweep.goodput_concurrency or 'none'}",
+        fontsize=9,
+    )
     for ax in (ax1, ax2):
         ax.set_xticks(xs, [str(c) for c in conc])
         ax.set_xlabel("concurrency")
