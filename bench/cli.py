@@ -71,13 +71,13 @@ _VALUE_FLAGS: tuple[tuple[str, tuple[str, ...], type, str], ...] = (
         "--min-phase-seconds",
         ("phases.min_duration_s",),
         float,
-        "every load phase lasts at least this (default 2)",
+        "every load phase lasts at least this (default 1.5)",
     ),
     (
         "--min-phase-requests",
         ("phases.min_requests",),
         int,
-        "every load phase completes at least this many requests (default 8)",
+        "every load phase completes at least this many requests (default 4)",
     ),
     (
         "--slo-ttft-ms",

@@ -87,10 +87,10 @@ class PhaseSizing(_Strict):
     fixed size, that size). Requests keep their concurrency until then (closed loop)."""
 
     min_duration_s: float = Field(
-        default=2.0, ge=0, le=3600, description="every load phase lasts at least this long, seconds"
+        default=1.5, ge=0, le=3600, description="every load phase lasts at least this long, seconds"
     )
     min_requests: int = Field(
-        default=8, ge=1, le=1_000_000, description="every load phase completes at least this many requests"
+        default=4, ge=1, le=1_000_000, description="every load phase completes at least this many requests"
     )
 
 
@@ -112,7 +112,7 @@ class SweepWorkload(_Strict):
         default=16, ge=1, le=4096, description="upper bound when the target says nothing (no /metrics)"
     )
     levels: list[int] | None = Field(default=None, description="explicit levels instead of powers of two")
-    rounds: int = Field(default=2, ge=1, le=100, description="each level completes at least rounds x level")
+    rounds: int = Field(default=1, ge=1, le=100, description="each level completes at least rounds x level")
     prompt_tokens: int = Field(default=48, ge=8, le=100_000)
     output_tokens: int = Field(default=16, ge=2, le=100_000)
     saturation_gain: float = Field(
