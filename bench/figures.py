@@ -167,7 +167,7 @@ class PrefixFigures(BaseModel):
     warm_ttft_ms: float | None
     speedup: float | None
     expected_cached_tokens: int | None  # over all warm requests, whole blocks of the shared prefix
-    server_prefix_hits: float | None  # delta of vllm:prefix_cache_hits_total over the pairs
+    server_prefix_hits: float | None  # delta of the server's prefix-cache hit counter over the pairs
     server_prefix_queries: float | None
     hit_fraction: float | None  # server hits / expected cached tokens
     server_prefix_caching_enabled: bool | None  # the enable_prefix_caching label, for the record

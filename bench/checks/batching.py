@@ -9,7 +9,7 @@ Every phase is a closed loop sized by time and requests (``phases``): it keeps i
 lasted ``min_duration_s`` and completed its request floor, so a fast GPU gets as long a phase as a CPU.
 
 The sweep's levels are 1, 2, 4, ... up to a bound taken from the target (``sweep_bound``: the KV max
-concurrency from ``vllm:cache_config_info``, the server's ``max_num_seqs``, an explicit cap: the
+concurrency from the cache-config info metric, the server's ``max_num_seqs``, an explicit cap: the
 smallest), each completing at least ``max(rounds x level, min_requests)`` requests. It stops early at
 saturation (``saturation``: a step up gained less than ``saturation_gain`` output tok/s while the
 median TTFT grew) or on failed requests, and records where and why (``SweepStop``). It reports
