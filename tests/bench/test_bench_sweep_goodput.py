@@ -15,11 +15,12 @@ from kvstack.bench.checks.batching import (
     sweep_bound,
 )
 from kvstack.bench.client import RequestOutcome
-from kvstack.bench.config import ConfigError, Slo, SweepWorkload, VerifyConfig, from_stack_outputs
+from kvstack.bench.config import Slo, SweepWorkload, VerifyConfig, from_stack_outputs
 from kvstack.bench.figures import GoodputCapacityFigures, GoodputFigures, KvCapacityFigures, PhaseFigures
 from kvstack.bench.load import ClosedLoop
 from kvstack.bench.report import Verdict
 from kvstack.bench.stats import Distribution
+from kvstack.errors import ConfigError
 
 CONFIG = VerifyConfig(endpoint="http://127.0.0.1:1")
 
