@@ -26,7 +26,9 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from pydantic import BaseModel, Field, computed_field
 
 from kvstack.bench.client import EndpointClient, EndpointError, RequestOutcome
 from kvstack.bench.fleet import FleetDelta, FleetSource, fleet_delta
@@ -47,6 +49,9 @@ class RoutingWorkload:
     shared_requests: int = 4  # one-off system-prompt-only questions mixed into each turn
     output_tokens: int = 16
     seed: int = 0
+    # send each session's id in the OpenAI ``user`` field, as a chat frontend does; a router keyed on it
+    # (vllm-router's consistent_hash) keeps a conversation on one engine
+    session_ids: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +61,7 @@ class RoutingThresholds:
     max_later_turn_ttft_ratio: float | None = None  # median TTFT of later turns / first turns
 
 
-@dataclass(frozen=True, slots=True)
-class TurnFigures:
+class TurnFigures(BaseModel):
     turn: int
     requests: int
     ttft_median_ms: float | None
@@ -65,8 +69,7 @@ class TurnFigures:
     reusable_tokens: int
 
 
-@dataclass(frozen=True, slots=True)
-class RoutingFigures:
+class RoutingFigures(BaseModel):
     engines: int
     requests_ok: int
     requests_failed: int
@@ -76,17 +79,20 @@ class RoutingFigures:
     queried_tokens: float
     block_size: int
     turns: tuple[TurnFigures, ...]
-    engine_shares: dict[str, float] = field(default_factory=dict)
+    engine_shares: dict[str, float] = Field(default_factory=dict)
     restarted_engines: tuple[str, ...] = ()
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def reusable_share(self) -> float | None:
         return self.reusable_tokens / self.prompt_tokens if self.prompt_tokens > 0 else None
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def hit_ratio(self) -> float | None:
         return self.hit_tokens / self.queried_tokens if self.queried_tokens > 0 else None
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def efficiency(self) -> float | None:
         share, ratio = self.reusable_share, self.hit_ratio
@@ -94,6 +100,7 @@ class RoutingFigures:
             return None
         return min(ratio / share, 1.0)
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def later_turn_ttft_ratio(self) -> float | None:
         first = self.turns[0].ttft_median_ms if self.turns else None
@@ -121,6 +128,7 @@ def whole_blocks(tokens: int, block_size: int) -> int:
 class _Session:
     index: int
     text: str  # everything before the next question
+    user: str = ""  # the session's id (``user`` field)
     last_prompt_tokens: int | None = None
 
 
@@ -179,6 +187,8 @@ async def measure_routing(
         requests: list[tuple[_Session | None, StreamRequest]] = []
         for session in sessions:
             payload = completion_payload(model, _turn_prompt(session, workload, turn), workload.output_tokens)
+            if workload.session_ids:
+                payload["user"] = session.user
             requests.append((session, StreamRequest("/v1/completions", payload, f"{PHASE}-turn{turn}")))
         for k in range(workload.shared_requests):
             prompt = system + suffix_text(rng.randrange(1 << 30) + k, workload.turn_units)
