@@ -133,6 +133,26 @@ _VALUE_FLAGS: tuple[tuple[str, tuple[str, ...], type, str], ...] = (
     ("--run-timeout", ("timeouts.run_s",), float, "the whole run, seconds (default 1800)"),
     ("--max-connections", ("client.max_connections",), int, "HTTP connection pool size"),
     ("--seed", ("seed",), int, "seed of the prompt texts"),
+    (
+        "--prometheus",
+        ("fleet.prometheus_url",),
+        str,
+        "a fleet behind the endpoint: read each engine's counters from this Prometheus",
+    ),
+    (
+        "--prometheus-selector",
+        ("fleet.prometheus_selector",),
+        str,
+        'with --prometheus: label matchers of the engines\' series, e.g. namespace="llm",job="vllm"',
+    ),
+    ("--routing-sessions", ("routing.sessions",), int, "routing check: concurrent sessions (default 16)"),
+    ("--routing-turns", ("routing.turns",), int, "routing check: turns per session (default 4)"),
+    (
+        "--min-routing-efficiency",
+        ("routing.min_efficiency",),
+        float,
+        "routing pass mark: fleet prefix-hit ratio / reusable share (default 0.8)",
+    ),
 )
 
 
@@ -161,6 +181,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(flag, type=typ, default=None, help=help_text)
     parser.add_argument(
         "--sweep-levels", help="explicit sweep levels, e.g. 1,4,16,64 (overrides --sweep-max)"
+    )
+    parser.add_argument(
+        "--engine-metrics",
+        action="append",
+        metavar="URL",
+        help="a fleet behind the endpoint: one engine's own /metrics URL (repeat per engine)",
     )
     parser.add_argument("--no-use-cases", action="store_true", help="skip the prefix-caching use-case table")
     parser.add_argument("--no-chat", action="store_true", help="do not check /v1/chat/completions")
@@ -222,6 +248,8 @@ def overrides_from_args(args: argparse.Namespace, file_data: dict[str, Any]) -> 
                 f"--sweep-levels: not a comma-separated list of integers: {args.sweep_levels!r}"
             ) from exc
         _set(tree, "sweep.levels", levels)
+    if args.engine_metrics:
+        _set(tree, "fleet.engine_metrics_urls", list(args.engine_metrics))
     if args.no_use_cases:
         _set(tree, "prefix.use_cases", [])
     if args.no_chat:

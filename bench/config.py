@@ -190,6 +190,60 @@ class PrefixWorkload(_Strict):
     use_case_pairs: int = Field(default=3, ge=1, le=1000)
 
 
+class FleetSources(_Strict):
+    """Where the counters of each engine behind the endpoint are read, when the endpoint is a fleet (a
+    router or a multi-replica Service answers from one engine at a time). Give one of the two."""
+
+    engine_metrics_urls: list[str] = Field(
+        default_factory=list, description="each engine's own /metrics URL (local fleet, port-forwards)"
+    )
+    prometheus_url: str | None = Field(default=None, description="the Prometheus that scrapes the engines")
+    prometheus_selector: str = Field(
+        default="", description='label matchers of the engines\' series, e.g. namespace="llm",job="vllm"'
+    )
+    prometheus_group_by: str = Field(
+        default="pod", min_length=1, description="the label that names an engine"
+    )
+
+    @field_validator("engine_metrics_urls")
+    @classmethod
+    def _urls(cls, v: list[str]) -> list[str]:
+        bad = [u for u in v if not u.startswith(("http://", "https://"))]
+        if bad:
+            raise ValueError(f"must be http:// or https:// URLs, got {bad}")
+        return [u.rstrip("/") for u in v]
+
+    @property
+    def given(self) -> bool:
+        return bool(self.engine_metrics_urls) or self.prometheus_url is not None
+
+
+class RoutingCheck(_Strict):
+    """The routing check: multi-turn sessions through the endpoint, judged on the fleet's counters."""
+
+    sessions: int = Field(default=16, ge=2, le=10_000, description="concurrent multi-turn sessions")
+    turns: int = Field(default=4, ge=2, le=100, description="turns per session")
+    context_units: int = Field(
+        default=20, ge=1, le=10_000, description="each session's own context (~22 tok a unit)"
+    )
+    shared_requests: int = Field(
+        default=4, ge=0, le=10_000, description="one-off system-prompt questions mixed into each turn"
+    )
+    output_tokens: int = Field(default=16, ge=1, le=4096)
+    session_ids: bool = Field(
+        default=True, description="send each session's id in the OpenAI `user` field, as chat frontends do"
+    )
+    min_efficiency: float = Field(
+        default=0.8, gt=0, le=1, description="pass mark: fleet prefix-hit ratio / reusable share"
+    )
+    min_engine_share_of_fair: float = Field(
+        default=0.5, ge=0, le=1, description="every engine serves at least this x 1/N of the requests"
+    )
+    max_later_turn_ttft_ratio: float | None = Field(
+        default=None, gt=0, description="optional pass mark: median TTFT of later turns / first turns"
+    )
+
+
 class Timeouts(_Strict):
     connect_s: float = Field(default=10.0, gt=0, description="TCP connect")
     read_s: float = Field(
@@ -233,6 +287,8 @@ class VerifyConfig(_Strict):
     phases: PhaseSizing = Field(default_factory=PhaseSizing)
     slo: Slo = Field(default_factory=Slo)
     prefix: PrefixWorkload = Field(default_factory=PrefixWorkload)
+    fleet: FleetSources = Field(default_factory=FleetSources)
+    routing: RoutingCheck = Field(default_factory=RoutingCheck)
     timeouts: Timeouts = Field(default_factory=Timeouts)
     client: ClientSettings = Field(default_factory=ClientSettings)
     plots: bool = True

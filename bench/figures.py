@@ -7,10 +7,10 @@ comparison read it back typed with ``VerifyReport.figures(name, Model)``.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 from kvstack.bench.report import ErrorSummary
-from kvstack.bench.stats import Distribution
+from kvstack.bench.stats import Distribution, median
 
 # ---- engine ----------------------------------------------------------------------------------------
 
@@ -204,3 +204,59 @@ class GoodputCapacityFigures(BaseModel):
     levels_measured: list[int]
     sweep_stop: str | None
     upper_bound: int | None
+
+
+# ---- routing (a fleet behind the endpoint) ------------------------------------------------------------
+
+
+class TurnFigures(BaseModel):
+    turn: int
+    requests: int
+    ttft_median_ms: float | None
+    prompt_tokens: int
+    reusable_tokens: int
+
+
+class RoutingFigures(BaseModel):
+    """The routing check's figures (``bench.routing``); ``source`` is None when no fleet source was given
+    (nothing measured: the check is skipped)."""
+
+    source: str | None = None
+    engines: int
+    requests_ok: int
+    requests_failed: int
+    prompt_tokens: int
+    reusable_tokens: int
+    hit_tokens: float
+    queried_tokens: float
+    block_size: int
+    turns: tuple[TurnFigures, ...]
+    engine_shares: dict[str, float] = Field(default_factory=dict)
+    restarted_engines: tuple[str, ...] = ()
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def reusable_share(self) -> float | None:
+        return self.reusable_tokens / self.prompt_tokens if self.prompt_tokens > 0 else None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def hit_ratio(self) -> float | None:
+        return self.hit_tokens / self.queried_tokens if self.queried_tokens > 0 else None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def efficiency(self) -> float | None:
+        share, ratio = self.reusable_share, self.hit_ratio
+        if share is None or ratio is None or share <= 0:
+            return None
+        return min(ratio / share, 1.0)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def later_turn_ttft_ratio(self) -> float | None:
+        first = self.turns[0].ttft_median_ms if self.turns else None
+        later = [t.ttft_median_ms for t in self.turns[1:] if t.ttft_median_ms is not None]
+        if first is None or first <= 0 or not later:
+            return None
+        return median(later) / first

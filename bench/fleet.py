@@ -216,3 +216,24 @@ class PrometheusSource:
                     f"(waited {self._settle_timeout_s:.0f} s): is it scraping them?"
                 )
             await asyncio.sleep(1.0)
+
+
+def source_from_config(
+    client: EndpointClient,
+    *,
+    engine_metrics_urls: Sequence[str],
+    prometheus_url: str | None,
+    prometheus_selector: str,
+    prometheus_group_by: str,
+    model_name: str | None,
+    api_key: str | None = None,
+) -> FleetSource | None:
+    """The fleet source the config names, or ``None`` (a single endpoint: nothing to read per engine)."""
+    if engine_metrics_urls:
+        return EngineMetricsSource(client, engine_metrics_urls, model_name)
+    if prometheus_url is not None:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
+        return PrometheusSource(
+            prometheus_url, selector=prometheus_selector, group_by=prometheus_group_by, headers=headers
+        )
+    return None

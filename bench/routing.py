@@ -28,9 +28,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pydantic import BaseModel, Field, computed_field
-
 from kvstack.bench.client import EndpointClient, EndpointError, RequestOutcome
+from kvstack.bench.figures import RoutingFigures, TurnFigures
 from kvstack.bench.fleet import FleetDelta, FleetSource, fleet_delta
 from kvstack.bench.load import StreamRequest, completion_payload, run_batch
 from kvstack.bench.prompts import new_nonce, nonce_header, shaped_text, suffix_text
@@ -59,55 +58,6 @@ class RoutingThresholds:
     min_efficiency: float = 0.8  # hit ratio / reusable share
     min_engine_share_of_fair: float = 0.5  # every engine serves >= this x 1/N of the requests
     max_later_turn_ttft_ratio: float | None = None  # median TTFT of later turns / first turns
-
-
-class TurnFigures(BaseModel):
-    turn: int
-    requests: int
-    ttft_median_ms: float | None
-    prompt_tokens: int
-    reusable_tokens: int
-
-
-class RoutingFigures(BaseModel):
-    engines: int
-    requests_ok: int
-    requests_failed: int
-    prompt_tokens: int
-    reusable_tokens: int
-    hit_tokens: float
-    queried_tokens: float
-    block_size: int
-    turns: tuple[TurnFigures, ...]
-    engine_shares: dict[str, float] = Field(default_factory=dict)
-    restarted_engines: tuple[str, ...] = ()
-
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def reusable_share(self) -> float | None:
-        return self.reusable_tokens / self.prompt_tokens if self.prompt_tokens > 0 else None
-
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def hit_ratio(self) -> float | None:
-        return self.hit_tokens / self.queried_tokens if self.queried_tokens > 0 else None
-
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def efficiency(self) -> float | None:
-        share, ratio = self.reusable_share, self.hit_ratio
-        if share is None or ratio is None or share <= 0:
-            return None
-        return min(ratio / share, 1.0)
-
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def later_turn_ttft_ratio(self) -> float | None:
-        first = self.turns[0].ttft_median_ms if self.turns else None
-        later = [t.ttft_median_ms for t in self.turns[1:] if t.ttft_median_ms is not None]
-        if first is None or first <= 0 or not later:
-            return None
-        return median(later) / first
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +181,7 @@ async def measure_routing(
     if not ok:
         raise EndpointError("every request of the routing phase failed", outcomes)
     figures = RoutingFigures(
+        source=source.description,
         engines=len(delta.engines),
         requests_ok=len(ok),
         requests_failed=len(outcomes) - len(ok),

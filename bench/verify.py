@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kvstack.bench.checks import batching, engine, goodput, kv_capacity, latency, prefix
+from kvstack.bench.checks import batching, engine, goodput, kv_capacity, latency, prefix, routing
 from kvstack.bench.checks.pipeline import Check, CheckRecord, Deps, NotMeasured, Probe, check_order_problems
 from kvstack.bench.client import EndpointClient, EndpointError, RequestOutcome
 from kvstack.bench.config import VerifyConfig
@@ -45,8 +45,17 @@ CHECKS: tuple[Check[Any], ...] = (
     batching.SWEEP_CHECK,
     prefix.CHECK,
     latency.CHECK,
-    goodput.CHECK,  # last, so the positions of the checks before it stay as they were
+    goodput.CHECK,
+    routing.CHECK,  # after the others: a fleet's routing is judged once the single-engine checks ran
 )
+
+
+def checks_for(config: VerifyConfig) -> tuple[Check[Any], ...]:
+    """The checks this run makes: the routing check only when the config names a fleet source (each
+    engine's /metrics, or Prometheus): a single endpoint runs exactly the single-engine checks."""
+    return tuple(c for c in CHECKS if c.name != routing.NAME or config.fleet.given)
+
+
 if _problems := check_order_problems(CHECKS):  # pragma: no cover - a programming error, caught by tests
     raise RuntimeError("; ".join(_problems))
 
@@ -93,7 +102,7 @@ async def run_verify_async(
         config=config.model_dump(mode="json"),
         checks=[
             CheckResult(name=check.name, title=check.title, verdict=Verdict.SKIPPED, reason="not run yet")
-            for check in CHECKS
+            for check in checks_for(config)
         ],
         files={"json": str(json_path), "junit": str(junit_path)},
     )
@@ -184,7 +193,7 @@ async def _run_checks(  # noqa: PLR0917
 ) -> None:
     """Run every check in order: measure (timed here), judge, record. Each check gets a probe of its own
     and the records of the checks it declared in ``needs``."""
-    for check in CHECKS:
+    for check in checks_for(config):
         probe = new_probe()
         deps = Deps(check.name, {name: records.get(name) for name in check.needs})
         started = time.perf_counter()

@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from kvstack.bench.figures import RoutingFigures, TurnFigures
 from kvstack.bench.fleet import EngineCounters, fleet_delta, parse_engine_counters, prometheus_queries
-from kvstack.bench.routing import (
-    RoutingFigures,
-    RoutingThresholds,
-    TurnFigures,
-    judge_routing,
-    whole_blocks,
-)
+from kvstack.bench.routing import RoutingThresholds, judge_routing, whole_blocks
 from tests.bench.bench_helpers import CPU_METRICS
 
 
