@@ -92,16 +92,30 @@ def phase_figures(result: BatchResult, slo: Slo | None = None) -> PhaseFigures:
     )
 
 
+def kv_concurrency(cfg: SweepWorkload, capacity: KvCapacityFigures | None) -> tuple[float | None, str]:
+    """How many of the sweep's requests the KV cache holds at once, and where that figure comes from: pure.
+
+    PagedAttention sizes capacity by the tokens a request actually uses, so the bound for this workload is
+    KV tokens / (prompt + output tokens of a sweep request). ``kv_cache_max_concurrency`` (the server's
+    figure at ``max_model_len``) is the worst case of requests that fill the whole context; it is used only
+    when the KV token count is unknown. (On an H200 at max_model_len 16,384 it is 55, while the same
+    server runs 256 sequences of 416 tokens at once.)"""
+    if capacity is None:
+        return None, ""
+    per_request = cfg.prompt_tokens + cfg.output_tokens
+    if capacity.kv_tokens > 0 and per_request > 0:
+        return capacity.kv_tokens / per_request, "KV tokens / tokens per request"
+    kv = capacity.max_concurrency or capacity.server_max_concurrency
+    return kv, "kv_cache_max_concurrency"
+
+
 def sweep_bound(cfg: SweepWorkload, capacity: KvCapacityFigures | None) -> SweepBound:
-    """The sweep's upper bound: the smallest of the KV max concurrency (the capacity check's figure at
-    the served length, else the server's label), ``max_num_seqs`` and an explicit cap; the fallback when
-    none is known: pure."""
-    kv = None
-    if capacity is not None:
-        kv = capacity.max_concurrency or capacity.server_max_concurrency
+    """The sweep's upper bound: the smallest of what the KV cache holds of the sweep's requests
+    (:func:`kv_concurrency`), ``max_num_seqs`` and an explicit cap; the fallback when none is known: pure."""
+    kv, kv_source = kv_concurrency(cfg, capacity)
     candidates: list[tuple[str, int]] = []
     if kv is not None:
-        candidates.append(("kv_cache_max_concurrency", max(1, int(kv))))
+        candidates.append((kv_source, max(1, int(kv))))
     if cfg.max_num_seqs is not None:
         candidates.append(("max_num_seqs", cfg.max_num_seqs))
     if cfg.max_concurrency is not None:

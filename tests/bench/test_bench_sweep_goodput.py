@@ -50,11 +50,11 @@ def level(c: int, tput: float, ttft_p50: float, fraction: float | None = None) -
     )
 
 
-def capacity(max_conc: float | None, server: float | None = None) -> KvCapacityFigures:
+def capacity(max_conc: float | None, server: float | None = None, kv_tokens: int = 0) -> KvCapacityFigures:
     return KvCapacityFigures(
         block_size=16,
         num_blocks=1000,
-        kv_tokens=16000,
+        kv_tokens=kv_tokens,
         max_model_len=2048,
         max_concurrency=max_conc,
         server_max_concurrency=server,
@@ -116,6 +116,12 @@ def test_the_bound_is_the_smallest_the_target_gives() -> None:
     bound = sweep_bound(SweepWorkload(max_num_seqs=256, max_concurrency=8), capacity(300.0))
     assert (bound.concurrency, bound.source) == (8, "sweep.max_concurrency")
     assert sweep_bound(SweepWorkload(), capacity(None, 91.0)).concurrency == 91  # the server's label
+    # with the KV token count known, the bound is what the cache holds of the sweep's own requests
+    # (48 + 16 tokens each by default), not the worst case at max_model_len
+    bound = sweep_bound(SweepWorkload(), capacity(45.5, 91.0, kv_tokens=16000))
+    assert (bound.concurrency, bound.source) == (250, "KV tokens / tokens per request")
+    bound = sweep_bound(SweepWorkload(max_num_seqs=64), capacity(45.5, 91.0, kv_tokens=16000))
+    assert (bound.concurrency, bound.source) == (64, "max_num_seqs")
     unknown = sweep_bound(SweepWorkload(), None)
     assert unknown.concurrency == 16
     assert "target unknown" in unknown.source
