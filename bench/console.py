@@ -13,6 +13,7 @@ from typing import Protocol
 
 from rich.console import Console
 from rich.markup import escape
+from rich.text import Text
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -196,8 +197,11 @@ def render_report(report: VerifyReport, console: Console | None = None) -> None:
     table.add_column("reason")
     for check in report.checks:
         style = _STYLE[check.verdict]
-        table.add_row(
-            check.title, f"[{style}]{check.verdict.value.upper()}[/{style}]", check.summary, check.reason
+        table.add_row(  # summaries and reasons quote server text and URLs: never markup
+            Text(check.title),
+            f"[{style}]{check.verdict.value.upper()}[/{style}]",
+            Text(check.summary),
+            Text(check.reason),
         )
     console.print(table)
     sweep = report.figures("sweep", SweepFigures)

@@ -289,7 +289,9 @@ async def measure(probe: Probe, deps: Deps) -> PrefixFigures:
 
     before = await _scrape(probe)
     scrapes: list[CounterSnapshot] = []
-    if probe.metrics_text is not None:  # the read of discovery: one more sample of who answers
+    # the read of discovery: one more sample of who answers (not with a fleet source: the endpoint's
+    # /metrics is then one engine of the fleet, while the counters are read per engine)
+    if probe.metrics_text is not None and not probe.config.fleet.given:
         with contextlib.suppress(ValueError):
             scrapes.append(parse_counters(probe.metrics_text, probe.model))
     if before is not None:
