@@ -3,7 +3,7 @@
 - a run on the local stack, then an identical rerun with ``--baseline`` on the first report: the gate
   passes (exit 0);
 - the same workload against a vLLM started with ``--max-num-seqs 2`` (batching collapses), with
-  ``--baseline`` on the same first report: the gate fails (exit 1), naming peak output throughput.
+  ``--baseline`` on the same first report: the gate fails (exit 1), naming TTFT p50.
 
 A reduced workload (no use-case table, no chat, two sweep levels) keeps the three runs to about two
 minutes on 2 cores. The floor is 50%, not the default 10%: with --max-num-seqs 2 the server was 52-89%
