@@ -204,6 +204,7 @@ def test_workload_differences_name_the_fields_and_ignore_where_and_how_strict() 
             "thresholds": {"min_prefix_speedup": 2.0},
             "timeouts": {"run_s": 60},
             "baseline": {"report": "prev.json", "floor": 0.2},
+            "fleet": {"prometheus_url": "http://127.0.0.1:9090"},  # where counters are read
         }
     ).model_dump(mode="json")
     assert workload_differences(base, moved) == []
