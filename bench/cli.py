@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from kvstack.bench.baseline import BaselineError, read_report, workload_differences
 from kvstack.bench.config import (
     VerifyConfig,
     build_config,
@@ -36,13 +37,13 @@ _VALUE_FLAGS: tuple[tuple[str, tuple[str, ...], type, str], ...] = (
     ("--prompts", ("batching.prompts",), int, "distinct prompts for the batching check (>= 16)"),
     (
         "--prompt-tokens",
-        ("batching.prompt_tokens", "sweep.prompt_tokens"),
+        ("batching.prompt_tokens", "sweep.prompt_tokens", "open_loop.prompt_tokens"),
         int,
         "prompt length of load requests",
     ),
     (
         "--output-tokens",
-        ("batching.output_tokens", "sweep.output_tokens"),
+        ("batching.output_tokens", "sweep.output_tokens", "open_loop.output_tokens"),
         int,
         "fixed output length (ignore_eos)",
     ),
@@ -132,7 +133,6 @@ _VALUE_FLAGS: tuple[tuple[str, tuple[str, ...], type, str], ...] = (
     ("--probe-timeout", ("timeouts.probe_s",), float, "each discovery request, seconds (default 15)"),
     ("--run-timeout", ("timeouts.run_s",), float, "the whole run, seconds (default 1800)"),
     ("--max-connections", ("client.max_connections",), int, "HTTP connection pool size"),
-    ("--seed", ("seed",), int, "seed of the prompt texts"),
     (
         "--prometheus",
         ("fleet.prometheus_url",),
@@ -152,6 +152,33 @@ _VALUE_FLAGS: tuple[tuple[str, tuple[str, ...], type, str], ...] = (
         ("routing.min_efficiency",),
         float,
         "routing pass mark: fleet prefix-hit ratio / reusable share (default 0.8)",
+    ),
+    ("--seed", ("seed",), int, "seed of the prompt texts and of the open-loop arrival schedules"),
+    (
+        "--burstiness",
+        ("open_loop.burstiness",),
+        float,
+        "gamma shape of open-loop gaps: 1 Poisson (default), < 1 burstier, > 1 more even",
+    ),
+    ("--open-loop-requests", ("open_loop.max_requests",), int, "requests per open-loop rate at most (16)"),
+    (
+        "--open-loop-duration",
+        ("open_loop.max_duration_s",),
+        float,
+        "schedule length per rate at most, s (30): requests = min(max, rate x this)",
+    ),
+    (
+        "--baseline",
+        ("baseline.report",),
+        Path,
+        "a previous verify-report.json of the same workload: fail (exit 1) on a regression beyond both "
+        "this run's noise and --baseline-floor; another workload is refused (exit 2)",
+    ),
+    (
+        "--baseline-floor",
+        ("baseline.floor",),
+        float,
+        "smallest relative regression that fails the baseline gate (default 0.10)",
     ),
 )
 
@@ -188,6 +215,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="URL",
         help="a fleet behind the endpoint: one engine's own /metrics URL (repeat per engine)",
     )
+    parser.add_argument(
+        "--rates",
+        help="open-loop arrival rates, requests/s, e.g. 1,2,4: seeded Poisson arrivals besides the sweep",
+    )
     parser.add_argument("--no-use-cases", action="store_true", help="skip the prefix-caching use-case table")
     parser.add_argument("--no-chat", action="store_true", help="do not check /v1/chat/completions")
     parser.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
@@ -207,7 +238,8 @@ def add_parser(subparsers: Any) -> None:
         description=(
             "Measure a live vLLM endpoint and gate on it: engine answers, PagedAttention capacity, "
             "continuous batching, a concurrency sweep up to the target's bound or saturation, prefix "
-            "caching, latency, and capacity under SLO (goodput). Exit 0 all passed, 1 a check failed, "
+            "caching, latency, and capacity under SLO (goodput); with --rates, open-loop (Poisson) arrivals; "
+            "with --baseline, no regression against a previous report. Exit 0 all passed, 1 a check failed, "
             "2 the run could not be made. Writes verify-report.json, verify-junit.xml and PNGs to --out "
             "(the PNGs need the plots extra: pip install 'kvstack[plots]')."
         ),
@@ -250,6 +282,12 @@ def overrides_from_args(args: argparse.Namespace, file_data: dict[str, Any]) -> 
         _set(tree, "sweep.levels", levels)
     if args.engine_metrics:
         _set(tree, "fleet.engine_metrics_urls", list(args.engine_metrics))
+    if args.rates:
+        try:
+            rates = [float(x) for x in args.rates.split(",") if x.strip()]
+        except ValueError as exc:
+            raise ConfigError(f"--rates: not a comma-separated list of numbers: {args.rates!r}") from exc
+        _set(tree, "open_loop.rates", rates)
     if args.no_use_cases:
         _set(tree, "prefix.use_cases", [])
     if args.no_chat:
@@ -276,6 +314,19 @@ def config_from_args(args: argparse.Namespace) -> VerifyConfig:
     return build_config(file_data, overrides_from_args(args, file_data), source=source)
 
 
+def refuse_other_baseline(config: VerifyConfig) -> None:
+    """Refuse a ``--baseline`` report of another workload before measuring (the model is compared once
+    the server has answered)."""
+    if config.baseline.report is None:
+        return
+    previous = read_report(config.baseline.report)
+    differences = workload_differences(previous["config"], config.model_dump(mode="json"))
+    if differences:
+        raise BaselineError(
+            f"{config.baseline.report}: another workload, not comparable:\n  " + "\n  ".join(differences)
+        )
+
+
 def run_from_args(args: argparse.Namespace) -> int:
     from kvstack.bench.verify import run_verify
 
@@ -287,6 +338,11 @@ def run_from_args(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     except OutputPathError as exc:
         print(f"kvstack verify: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        refuse_other_baseline(config)
+    except BaselineError as exc:
+        print(f"kvstack verify: --baseline refused:\n{exc}", file=sys.stderr)
         return EXIT_ERROR
     result = run_verify(config, args.out, display=make_display(quiet=args.quiet))
     render_report(result.report, result_console())

@@ -244,6 +244,40 @@ class RoutingCheck(_Strict):
     )
 
 
+class OpenLoopWorkload(_Strict):
+    """Open-loop phases: requests sent on a seeded Poisson (gamma) schedule at each rate, whatever is in
+    flight (``bench.arrivals``). No rates: the open-loop check is skipped."""
+
+    rates: list[float] = Field(default_factory=list, description="requests/s, one phase per rate")
+    burstiness: float = Field(
+        default=1.0, gt=0, description="gamma shape of the gaps: 1 Poisson, < 1 burstier, > 1 more even"
+    )
+    max_requests: int = Field(default=16, ge=1, le=100_000, description="requests per rate at most")
+    max_duration_s: float | None = Field(
+        default=30.0, gt=0, description="schedule length per rate at most: requests = min(max, rate x this)"
+    )
+    prompt_tokens: int = Field(default=48, ge=8, le=100_000)
+    output_tokens: int = Field(default=16, ge=2, le=100_000)
+
+    @field_validator("rates")
+    @classmethod
+    def _rates_positive(cls, v: list[float]) -> list[float]:
+        if any(not rate > 0 or rate == float("inf") for rate in v):
+            raise ValueError("rates must be finite numbers > 0 (requests/s)")
+        return sorted(set(v))
+
+
+class BaselineSettings(_Strict):
+    """The regression gate against a previous report of the same workload (``bench.baseline``)."""
+
+    report: Path | None = Field(default=None, description="a previous verify-report.json; None: no gate")
+    floor: float = Field(
+        default=0.10, ge=0, lt=1, description="smallest relative regression that fails, whatever the noise"
+    )
+    confidence: float = Field(default=0.95, gt=0, lt=1, description="bootstrap interval of the run's noise")
+    resamples: int = Field(default=1000, ge=100, le=100_000, description="bootstrap resamples")
+
+
 class Timeouts(_Strict):
     connect_s: float = Field(default=10.0, gt=0, description="TCP connect")
     read_s: float = Field(
@@ -289,8 +323,10 @@ class VerifyConfig(_Strict):
     prefix: PrefixWorkload = Field(default_factory=PrefixWorkload)
     fleet: FleetSources = Field(default_factory=FleetSources)
     routing: RoutingCheck = Field(default_factory=RoutingCheck)
+    open_loop: OpenLoopWorkload = Field(default_factory=OpenLoopWorkload)
     timeouts: Timeouts = Field(default_factory=Timeouts)
     client: ClientSettings = Field(default_factory=ClientSettings)
+    baseline: BaselineSettings = Field(default_factory=BaselineSettings)
     plots: bool = True
     seed: int = Field(
         default=0, description="seeds the prompt texts; nonces stay random so caches start cold"
@@ -313,13 +349,15 @@ class VerifyConfig(_Strict):
 
     def max_concurrency_used(self) -> int:
         """The largest concurrency the run may use (the sweep's bound is only known at run time: the
-        explicit cap, else max_num_seqs, else 1024 connections at most)."""
+        explicit cap, else max_num_seqs, else 1024 connections at most); an open-loop phase may have all of
+        its requests in flight."""
         sweep = self.sweep
         if sweep.levels is not None:
             top = max(sweep.levels)
         else:
             top = sweep.max_concurrency or sweep.max_num_seqs or 1024
-        return max(self.batching.prompts, top)
+        open_loop = self.open_loop.max_requests if self.open_loop.rates else 0  # all may be in flight
+        return max(self.batching.prompts, top, open_loop)
 
     def connection_limit(self) -> int:
         return self.client.max_connections or self.max_concurrency_used() + 8

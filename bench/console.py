@@ -17,7 +17,8 @@ from rich.text import Text
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from kvstack.bench.figures import PrefixFigures, SweepFigures
+from kvstack.bench.baseline import BaselineFigures
+from kvstack.bench.figures import OpenLoopFigures, PrefixFigures, SweepFigures
 from kvstack.bench.report import Verdict, VerifyReport
 
 
@@ -261,6 +262,8 @@ def render_report(report: VerifyReport, console: Console | None = None) -> None:
                 "yes" if case.pays else "no",
             )
         console.print(ut)
+    _open_loop_table(report, console)
+    _baseline_table(report, console)
     for note in report.notes:
         console.print(f"note: {note}", highlight=False, markup=False)
     if report.run_error:
@@ -276,3 +279,74 @@ def render_report(report: VerifyReport, console: Console | None = None) -> None:
 
 def _ms(value: object) -> str:
     return f"{value:.0f}" if isinstance(value, int | float) else "-"
+
+
+def _open_loop_table(report: VerifyReport, console: Console) -> None:
+    fig = report.figures("open_loop", OpenLoopFigures)
+    if fig is None or not fig.rates:
+        return
+    with_slo = any(r.goodput is not None for r in fig.rates)
+    table = Table(title=f"open-loop arrivals (burstiness {fig.burstiness:g}; 1 = Poisson)")
+    columns = ["offered req/s", "requests", "failed", "achieved req/s", "output tok/s", "TTFT p50/p99 ms"]
+    columns += ["TPOT p50/p99 ms", "E2E p50/p99 ms", *(("within SLO", "goodput req/s") if with_slo else ())]
+    for col in columns:
+        table.add_column(col, justify="right")
+    for r in fig.rates:
+        cells = [
+            f"{r.rate:g}",
+            str(r.requests),
+            str(r.failed),
+            f"{r.achieved_request_rate:.2f}",
+            f"{r.output_throughput:.1f}",
+            f"{_ms(r.ttft.p50_ms)}/{_ms(r.ttft.p99_ms)}",
+            f"{_ms(r.tpot.p50_ms)}/{_ms(r.tpot.p99_ms)}",
+            f"{_ms(r.e2e.p50_ms)}/{_ms(r.e2e.p99_ms)}",
+        ]
+        if with_slo:
+            gp = r.goodput
+            cells.append(f"{gp.fraction:.0%}" if gp is not None and gp.fraction is not None else "-")
+            cells.append(f"{gp.request_throughput:.2f}" if gp is not None else "-")
+        table.add_row(*cells)
+    console.print(table)
+    if with_slo:
+        best = fig.max_rate_meeting_slo
+        console.print(
+            f"highest offered rate meeting the SLO: {f'{best:g} req/s' if best is not None else 'none'}",
+            highlight=False,
+            markup=False,
+        )
+
+
+def _baseline_table(report: VerifyReport, console: Console) -> None:
+    fig = report.figures("baseline", BaselineFigures)
+    if fig is None or not fig.metrics:
+        return
+    table = Table(
+        title=(
+            f"baseline: {fig.baseline.report} ({fig.baseline.started_at or '?'}) vs this run; "
+            f"tolerance = max(noise, floor {fig.floor:.0%})"
+        )
+    )
+    for col in ("figure", "baseline", "this run", "change", "noise", "tolerance", "regressed"):
+        table.add_column(col, justify="right")
+    for m in fig.metrics:
+        table.add_row(
+            f"{m.label} ({m.better} is better)",
+            _num(m.baseline, m.unit),
+            _num(m.current, m.unit),
+            _pct(m.change),
+            _pct(m.noise),
+            _pct(m.tolerance),
+            "[bold red]YES[/bold red]" if m.regressed else ("no" if m.change is not None else escape(m.note)),
+        )
+    console.print(table)
+
+
+def _num(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4g} {unit}".rstrip()
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:+.1f}%"

@@ -206,6 +206,38 @@ class GoodputCapacityFigures(BaseModel):
     upper_bound: int | None
 
 
+# ---- open-loop arrivals -----------------------------------------------------------------------------
+
+
+class RateFigures(BaseModel):
+    """One open-loop rate: requests sent on a seeded schedule (``bench.arrivals``) whatever was in flight."""
+
+    rate: float  # offered, requests/s
+    seed: int
+    requests: int
+    failed: int
+    schedule_span_s: float  # offset of the last request
+    wall_s: float  # first send to last answer
+    achieved_request_rate: float  # completed requests / wall
+    output_throughput: float  # output tokens/s over the wall
+    ttft: Distribution
+    tpot: Distribution
+    e2e: Distribution
+    goodput: GoodputFigures | None = None  # None when no SLO is configured
+    meets_slo: bool | None = None  # SLO-met fraction >= slo.min_fraction; None without an SLO
+
+
+class OpenLoopFigures(BaseModel):
+    burstiness: float
+    prompt_tokens: int | None
+    output_tokens: int
+    rates: list[RateFigures]
+    slo_ttft_ms: float | None = None
+    slo_itl_ms: float | None = None
+    slo_min_fraction: float | None = None
+    max_rate_meeting_slo: float | None = None  # highest offered rate whose requests met the SLO
+
+
 # ---- routing (a fleet behind the endpoint) ------------------------------------------------------------
 
 

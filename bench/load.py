@@ -80,18 +80,26 @@ async def run_batch(
     requests: Sequence[StreamRequest],
     concurrency: int,
     on_done: Callable[[RequestOutcome], None] | None = None,
+    send_offsets: Sequence[float] | None = None,
 ) -> BatchResult:
     """Run ``requests`` with at most ``concurrency`` in flight; outcomes keep the order of ``requests``.
 
-    Raises ``EndpointError`` when the endpoint is declared down, or when every request failed.
+    With ``send_offsets`` (open loop, ``bench.arrivals``), request ``i`` is not sent before
+    ``send_offsets[i]`` seconds after the start, whatever is in flight (give ``concurrency`` = the number
+    of requests for a pure open loop). Raises ``EndpointError`` when the endpoint is declared down, or
+    when every request failed.
     """
     if concurrency < 1:
         raise ValueError("concurrency must be >= 1")
+    if send_offsets is not None and len(send_offsets) != len(requests):
+        raise ValueError("send_offsets must give one offset per request")
     sem = asyncio.Semaphore(concurrency)
     outcomes: list[RequestOutcome | None] = [None] * len(requests)
     down = asyncio.Event()
 
     async def one(i: int, req: StreamRequest) -> None:
+        if send_offsets is not None:
+            await asyncio.sleep(max(0.0, start + send_offsets[i] - time.perf_counter()))
         async with sem:
             if down.is_set():
                 return

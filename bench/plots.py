@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kvstack.bench.figures import PrefixFigures, SweepFigures
+from kvstack.bench.baseline import BaselineFigures
+from kvstack.bench.figures import OpenLoopFigures, PrefixFigures, SweepFigures
 from kvstack.bench.report import VerifyReport
 
 SWEEP_PNG = "sweep.png"
@@ -19,6 +20,8 @@ PLOTS_MISSING_NOTE = (
 )
 PREFIX_PNG = "prefix_cold_vs_warm.png"
 GOODPUT_PNG = "goodput.png"
+OPEN_LOOP_PNG = "open_loop.png"
+BASELINE_PNG = "baseline.png"
 
 
 def matplotlib_available() -> bool:
@@ -51,7 +54,74 @@ def write_plots(report: VerifyReport, out_dir: Path) -> tuple[dict[str, str], li
         path = out_dir / PREFIX_PNG
         if _plot_prefix(prefix, path, report.endpoint):
             files["prefix_png"] = str(path)
+    open_loop = report.figures("open_loop", OpenLoopFigures)
+    if open_loop is not None and any(r.requests > r.failed for r in open_loop.rates):
+        path = out_dir / OPEN_LOOP_PNG
+        _plot_open_loop(open_loop, path, report.endpoint)
+        files["open_loop_png"] = str(path)
+    baseline = report.figures("baseline", BaselineFigures)
+    if baseline is not None and baseline.metrics:
+        path = out_dir / BASELINE_PNG
+        _plot_baseline(baseline, path, report.endpoint)
+        files["baseline_png"] = str(path)
     return files, []
+
+
+def _plot_open_loop(fig_data: OpenLoopFigures, path: Path, endpoint: str) -> None:
+    import matplotlib.pyplot as plt
+
+    rates = [r for r in fig_data.rates if r.requests > r.failed]
+    offered = [r.rate for r in rates]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    ax1.plot(offered, [r.achieved_request_rate for r in rates], marker="o", label="achieved")
+    ax1.plot(offered, offered, linestyle="--", color="grey", label="offered")
+    ax1.set_xlabel("offered requests/s")
+    ax1.set_ylabel("completed requests/s")
+    ax1.set_title("open loop: achieved rate")
+    ax1.legend()
+    ax2.plot(offered, [r.ttft.p50_ms or 0.0 for r in rates], marker="o", label="TTFT p50")
+    ax2.plot(offered, [r.ttft.p99_ms or 0.0 for r in rates], marker="^", label="TTFT p99")
+    ax2.plot(offered, [r.tpot.p50_ms or 0.0 for r in rates], marker="s", label="TPOT p50")
+    ax2.set_xlabel("offered requests/s")
+    ax2.set_ylabel("ms")
+    ax2.set_title("latency")
+    ax2.legend()
+    for ax in (ax1, ax2):
+        ax.grid(True, alpha=0.3)
+    fig.suptitle(f"open-loop arrivals (burstiness {fig_data.burstiness:g}) - {endpoint}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_baseline(fig_data: BaselineFigures, path: Path, endpoint: str) -> None:
+    """Left: both runs' sweep throughput; right: each figure's change (worse is up) against its tolerance."""
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.6))
+    for side, marker in ((fig_data.baseline, "o"), (fig_data.current, "s")):
+        ax1.plot(side.sweep.concurrency, side.sweep.output_throughput, marker=marker, label=side.report)
+    ax1.set_xscale("log", base=2)
+    ax1.set_xlabel("concurrency")
+    ax1.set_ylabel("output tokens/s")
+    ax1.set_title("sweep throughput, both runs")
+    ax1.legend(fontsize=8)
+    ax1.grid(True, alpha=0.3)
+    compared = fig_data.compared
+    xs = list(range(len(compared)))
+    worse = [(m.regression or 0.0) * 100 for m in compared]
+    colours = ["tab:red" if m.regressed else "tab:green" for m in compared]
+    ax2.bar(xs, worse, color=colours)
+    ax2.scatter(xs, [(m.tolerance or 0.0) * 100 for m in compared], marker="_", s=600, color="black")
+    ax2.axhline(0, color="grey", linewidth=0.8)
+    ax2.set_xticks(xs, [m.label for m in compared], rotation=30, ha="right", fontsize=8)
+    ax2.set_ylabel("% worse than baseline (bar); tolerance (line)")
+    ax2.set_title("regression per figure (red: beyond tolerance)")
+    ax2.grid(True, axis="y", alpha=0.3)
+    fig.suptitle(f"baseline gate - {endpoint}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def _plot_sweep(sweep: SweepFigures, path: Path, endpoint: str) -> None:

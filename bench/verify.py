@@ -16,7 +16,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kvstack.bench.checks import batching, engine, goodput, kv_capacity, latency, prefix, routing
+from kvstack.bench.checks import (
+    baseline,
+    batching,
+    engine,
+    goodput,
+    kv_capacity,
+    latency,
+    open_loop,
+    prefix,
+    routing,
+)
 from kvstack.bench.checks.pipeline import Check, CheckRecord, Deps, NotMeasured, Probe, check_order_problems
 from kvstack.bench.client import EndpointClient, EndpointError, RequestOutcome
 from kvstack.bench.config import VerifyConfig
@@ -43,17 +53,25 @@ CHECKS: tuple[Check[Any], ...] = (
     kv_capacity.CHECK,
     batching.CHECK,
     batching.SWEEP_CHECK,
+    open_loop.CHECK,  # only with rates
     prefix.CHECK,
     latency.CHECK,
     goodput.CHECK,
     routing.CHECK,  # after the others: a fleet's routing is judged once the single-engine checks ran
+    baseline.CHECK,  # last, only with a previous report: compares the figures measured above
 )
 
 
 def checks_for(config: VerifyConfig) -> tuple[Check[Any], ...]:
     """The checks this run makes: the routing check only when the config names a fleet source (each
-    engine's /metrics, or Prometheus): a single endpoint runs exactly the single-engine checks."""
-    return tuple(c for c in CHECKS if c.name != routing.NAME or config.fleet.given)
+    engine's /metrics, or Prometheus), the open-loop check only with rates, the baseline gate only with a
+    previous report: a single endpoint without them runs exactly the single-engine checks."""
+    runs = {
+        routing.NAME: config.fleet.given,
+        open_loop.NAME: bool(config.open_loop.rates),
+        baseline.NAME: config.baseline.report is not None,
+    }
+    return tuple(c for c in CHECKS if runs.get(c.name, True))
 
 
 if _problems := check_order_problems(CHECKS):  # pragma: no cover - a programming error, caught by tests

@@ -73,3 +73,17 @@ def vllm_no_prefix_caching(tmp_path_factory: pytest.TempPathFactory) -> Iterator
     )
     yield state
     stack.down(state_dir, _say)
+
+
+@pytest.fixture(scope="session")
+def vllm_few_seqs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackState]:
+    """A real vLLM started with a deliberately worse setting, --max-num-seqs 2 (batching collapses): the
+    baseline gate must fail against it (no Prometheus)."""
+    state_dir = tmp_path_factory.mktemp("vllm-few-seqs")
+    state = start_stack(
+        state_dir,
+        VllmSettings(max_num_seqs=2, kv_cache_space_gib=1),
+        PrometheusSettings(enabled=False),
+    )
+    yield state
+    stack.down(state_dir, _say)

@@ -1,0 +1,435 @@
+"""The baseline regression gate: compare this run's figures with a previous report of the same workload.
+
+``kvstack verify --baseline PREVIOUS.json`` reads a previous ``verify-report.json``. It is refused (exit 2)
+when it is not a complete kvstack report or when its workload differs (model, prompt and output lengths,
+sweep levels, prefix shape, seed: every config field that shapes the requests sent); see
+:func:`workload_differences`. Otherwise these figures are compared:
+
+================================  ===========  ==========================================================
+figure                            better       where it is read (report JSON)
+================================  ===========  ==========================================================
+peak output throughput (tok/s)    higher       ``sweep.peak_throughput``
+goodput concurrency               higher       ``goodput_capacity.goodput_concurrency`` (both runs)
+TTFT p50 / p99 (ms)               lower        ``sweep.levels[].ttft`` at the baseline's peak level
+TPOT p50 / p99 (ms)               lower        ``sweep.levels[].tpot`` at the baseline's peak level
+prefix-caching speedup            higher       ``prefix_caching.speedup``: median cold / median warm TTFT
+================================  ===========  ==========================================================
+
+A figure regresses when it got worse by more than BOTH the noise and the floor (default 10%). The noise
+is measured on this run by a seeded bootstrap over its per-request samples: the samples behind a figure
+are resampled with replacement ``resamples`` times, the figure recomputed each time, and the noise is the
+half-width of the central ``confidence`` interval relative to the figure. The baseline is an estimate of
+the same workload with the same sample sizes, so the noise of the difference is sqrt(2) times that:
+tolerance = max(sqrt(2) x noise, floor). The samples are
+
+- peak throughput: the per-request output rates (output tokens / end-to-end latency) of the peak sweep
+  level; in a closed loop the level's throughput is its concurrency times their mean, so the mean's
+  relative spread is the throughput's;
+- TTFT and TPOT percentiles: the per-request TTFT and TPOT of that sweep level;
+- prefix speedup: the cold/warm pairs (a resample draws pairs, then takes median cold / median warm);
+- goodput concurrency: a level of the sweep, not a sample statistic: only the floor applies.
+
+Everything here is pure: a report dict and samples in, figures and a verdict out.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections.abc import Callable, Sequence
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from kvstack.bench.stats import median, percentile
+
+REPORT_VERSION_PREFIX = "kvstack.verify/"
+
+T = TypeVar("T")
+
+# Both runs' figures are estimates of the same workload with the same sample sizes: the spread of their
+# difference is sqrt(2) times one run's (independent, equal variances).
+DIFFERENCE_NOISE = math.sqrt(2.0)
+
+# config fields that say where and how strictly to measure, not what load is sent
+NOT_WORKLOAD = frozenset(
+    {
+        "version",
+        "endpoint",
+        "api_key",
+        "metrics_url",
+        "model",  # compared as the model the server answered with, see workload_differences
+        "thresholds",
+        "expected_capacity",
+        "timeouts",
+        "client",
+        "plots",
+        "baseline",
+        "fleet",  # where each engine's counters are read, not what is sent
+    }
+)
+
+
+class BaselineError(ValueError):
+    """The previous report cannot be used as a baseline; the message says why and names the file."""
+
+
+class Better(StrEnum):
+    HIGHER = "higher"
+    LOWER = "lower"
+
+
+class MetricSpec(BaseModel):
+    key: str
+    label: str
+    unit: str
+    better: Better
+
+
+METRICS: tuple[MetricSpec, ...] = (
+    MetricSpec(
+        key="peak_output_throughput", label="peak output throughput", unit="tok/s", better=Better.HIGHER
+    ),
+    MetricSpec(key="goodput_concurrency", label="goodput concurrency", unit="", better=Better.HIGHER),
+    MetricSpec(key="ttft_p50_ms", label="TTFT p50", unit="ms", better=Better.LOWER),
+    MetricSpec(key="ttft_p99_ms", label="TTFT p99", unit="ms", better=Better.LOWER),
+    MetricSpec(key="tpot_p50_ms", label="TPOT p50", unit="ms", better=Better.LOWER),
+    MetricSpec(key="tpot_p99_ms", label="TPOT p99", unit="ms", better=Better.LOWER),
+    MetricSpec(key="prefix_speedup", label="prefix-caching speedup", unit="x", better=Better.HIGHER),
+)
+
+
+class ComparedFigures(BaseModel):
+    """The figures of one run that the gate compares; ``None`` where the run did not measure it."""
+
+    peak_output_throughput: float | None = None
+    peak_concurrency: int | None = None
+    latency_concurrency: int | None = None  # the sweep level the latency percentiles are read at
+    goodput_concurrency: float | None = None
+    ttft_p50_ms: float | None = None
+    ttft_p99_ms: float | None = None
+    tpot_p50_ms: float | None = None
+    tpot_p99_ms: float | None = None
+    prefix_speedup: float | None = None
+
+    def value(self, key: str) -> float | None:
+        value = getattr(self, key)
+        return None if value is None else float(value)
+
+
+class SweepCurve(BaseModel):
+    """Throughput per sweep level, for the side-by-side plot."""
+
+    concurrency: list[int]
+    output_throughput: list[float]
+
+
+class MetricComparison(BaseModel):
+    key: str
+    label: str
+    unit: str
+    better: Better
+    baseline: float | None
+    current: float | None
+    change: float | None  # (current - baseline) / baseline
+    regression: float | None  # the change in the "worse" direction (negative: it improved)
+    noise: float | None  # relative, measured on this run
+    tolerance: float | None  # max(sqrt(2) x noise, floor)
+    regressed: bool
+    note: str = ""
+
+
+class RunSide(BaseModel):
+    """One run of the comparison, for the report's side-by-side view."""
+
+    report: str  # file, or "this run"
+    started_at: str | None
+    kvstack_version: str | None
+    server_version: str | None
+    model: str | None
+    figures: ComparedFigures
+    sweep: SweepCurve
+
+
+class BaselineFigures(BaseModel):
+    floor: float
+    confidence: float
+    resamples: int
+    baseline: RunSide
+    current: RunSide
+    metrics: list[MetricComparison]
+
+    @property
+    def regressions(self) -> list[MetricComparison]:
+        return [m for m in self.metrics if m.regressed]
+
+    @property
+    def compared(self) -> list[MetricComparison]:
+        return [m for m in self.metrics if m.change is not None]
+
+
+# ---- reading reports -------------------------------------------------------------------------
+
+
+def read_report(path: Path) -> dict[str, Any]:
+    """A previous verify report as a dict; ``BaselineError`` naming the file when it cannot be one."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise BaselineError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    except ValueError as exc:
+        raise BaselineError(f"{path}: not JSON: {exc}") from exc
+    if not isinstance(data, dict) or not str(data.get("report_version", "")).startswith(
+        REPORT_VERSION_PREFIX
+    ):
+        raise BaselineError(
+            f"{path}: not a kvstack verify report (no report_version {REPORT_VERSION_PREFIX}*)"
+        )
+    if not data.get("complete"):
+        raise BaselineError(f"{path}: an incomplete (partial) report cannot be a baseline")
+    if not isinstance(data.get("config"), dict) or not isinstance(data.get("checks"), list):
+        raise BaselineError(f"{path}: report without 'config' or 'checks'")
+    return data
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        flat: dict[str, Any] = {}
+        for key, value in tree.items():
+            flat |= _flatten(value, f"{prefix}{key}.")
+        return flat
+    return {prefix.removesuffix("."): tree}
+
+
+def workload_differences(previous_config: dict[str, Any], current_config: dict[str, Any]) -> list[str]:
+    """The workload fields (every config field but ``NOT_WORKLOAD``) whose values differ, as lines."""
+    prev = _flatten({k: v for k, v in previous_config.items() if k not in NOT_WORKLOAD})
+    cur = _flatten({k: v for k, v in current_config.items() if k not in NOT_WORKLOAD})
+    return [
+        f"{key}: {prev.get(key, '(absent)')!r} in the baseline, {cur.get(key, '(absent)')!r} now"
+        for key in sorted(prev.keys() | cur.keys())
+        if prev.get(key) != cur.get(key)
+    ]
+
+
+def check_figures(report: dict[str, Any], name: str) -> dict[str, Any]:
+    for check in report.get("checks") or []:
+        if isinstance(check, dict) and check.get("name") == name:
+            figures = check.get("figures")
+            return figures if isinstance(figures, dict) else {}
+    return {}
+
+
+def _num(tree: dict[str, Any], *path: str) -> float | None:
+    node: Any = tree
+    for part in path:
+        if not isinstance(node, dict):
+            return None
+        node = node.get(part)
+    return float(node) if isinstance(node, int | float) and not isinstance(node, bool) else None
+
+
+def compared_figures(report: dict[str, Any], latency_concurrency: int | None = None) -> ComparedFigures:
+    """The compared figures of a report (a saved JSON or ``VerifyReport.model_dump(mode="json")``).
+
+    Latency percentiles are those of the sweep level at ``latency_concurrency`` (default: the report's
+    own peak level): the same load in both runs, not a mix of one-at-a-time and concurrent requests."""
+    sweep = check_figures(report, "sweep")
+    prefix = check_figures(report, "prefix_caching")
+    capacity = check_figures(report, "goodput_capacity")
+    peak_c = _num(sweep, "peak_concurrency")
+    at = latency_concurrency if latency_concurrency is not None else peak_c
+    levels = [lv for lv in sweep.get("levels") or [] if isinstance(lv, dict)]
+    latency = next((lv for lv in levels if at is not None and lv.get("concurrency") == at), {})
+    return ComparedFigures(
+        peak_output_throughput=_num(sweep, "peak_throughput"),
+        peak_concurrency=int(peak_c) if peak_c is not None else None,
+        latency_concurrency=int(at) if at is not None and latency else None,
+        goodput_concurrency=_num(capacity, "goodput_concurrency"),
+        ttft_p50_ms=_num(latency, "ttft", "p50_ms"),
+        ttft_p99_ms=_num(latency, "ttft", "p99_ms"),
+        tpot_p50_ms=_num(latency, "tpot", "p50_ms"),
+        tpot_p99_ms=_num(latency, "tpot", "p99_ms"),
+        prefix_speedup=_num(prefix, "speedup"),
+    )
+
+
+def sweep_curve(report: dict[str, Any]) -> SweepCurve:
+    levels = [lv for lv in check_figures(report, "sweep").get("levels") or [] if isinstance(lv, dict)]
+    usable = [lv for lv in levels if (lv.get("requests") or 0) > (lv.get("failed") or 0)]
+    return SweepCurve(
+        concurrency=[int(lv["concurrency"]) for lv in usable],
+        output_throughput=[float(lv["output_throughput"]) for lv in usable],
+    )
+
+
+def run_side(report: dict[str, Any], label: str, latency_concurrency: int | None = None) -> RunSide:
+    server = report.get("server") if isinstance(report.get("server"), dict) else None
+    return RunSide(
+        report=label,
+        started_at=report.get("started_at"),
+        kvstack_version=report.get("kvstack_version"),
+        server_version=(server or {}).get("version"),
+        model=(server or {}).get("model"),
+        figures=compared_figures(report, latency_concurrency),
+        sweep=sweep_curve(report),
+    )
+
+
+# ---- noise -----------------------------------------------------------------------------------
+
+
+def bootstrap_noise(
+    samples: Sequence[T],
+    statistic: Callable[[Sequence[T]], float],
+    *,
+    resamples: int,
+    confidence: float,
+    seed: int,
+) -> float | None:
+    """Half-width of the bootstrap ``confidence`` interval of ``statistic``, relative to its value.
+
+    ``None`` with fewer than 2 samples or a zero statistic (no spread can be measured)."""
+    if len(samples) < 2 or resamples < 2:
+        return None
+    point = statistic(samples)
+    if point == 0:
+        return None
+    rng = random.Random(seed)
+    n = len(samples)
+    values = [statistic([samples[rng.randrange(n)] for _ in range(n)]) for _ in range(resamples)]
+    tail = (1.0 - confidence) / 2.0 * 100.0
+    low, high = percentile(values, tail), percentile(values, 100.0 - tail)
+    return abs(high - low) / 2.0 / abs(point)
+
+
+class RunSamples(BaseModel):
+    """Per-request samples of this run behind the compared figures (seconds; pairs of TTFTs)."""
+
+    peak_level_output_rates: list[float] = []  # output tokens / e2e of each request of the peak level
+    ttft_s: list[float] = []  # of each request of the level the latency percentiles are read at
+    tpot_s: list[float] = []
+    prefix_pairs: list[tuple[float, float]] = []  # (cold TTFT, warm TTFT)
+
+
+def _speedup(pairs: Sequence[tuple[float, float]]) -> float:
+    warm = median([w for _, w in pairs])
+    return median([c for c, _ in pairs]) / warm if warm > 0 else 0.0
+
+
+def run_noise(
+    samples: RunSamples, *, resamples: int, confidence: float, seed: int
+) -> dict[str, float | None]:
+    """Relative noise of each compared figure, by bootstrap over this run's samples (see the module doc)."""
+
+    def noise(values: Sequence[T], stat: Callable[[Sequence[T]], float], salt: int) -> float | None:
+        return bootstrap_noise(values, stat, resamples=resamples, confidence=confidence, seed=seed + salt)
+
+    def mean(xs: Sequence[float]) -> float:
+        return sum(xs) / len(xs)
+
+    return {
+        "peak_output_throughput": noise(samples.peak_level_output_rates, mean, 1),
+        "goodput_concurrency": None,
+        "ttft_p50_ms": noise(samples.ttft_s, lambda xs: percentile(xs, 50), 2),
+        "ttft_p99_ms": noise(samples.ttft_s, lambda xs: percentile(xs, 99), 3),
+        "tpot_p50_ms": noise(samples.tpot_s, lambda xs: percentile(xs, 50), 4),
+        "tpot_p99_ms": noise(samples.tpot_s, lambda xs: percentile(xs, 99), 5),
+        "prefix_speedup": noise(samples.prefix_pairs, _speedup, 6),
+    }
+
+
+# ---- comparison ------------------------------------------------------------------------------
+
+
+def compare_metric(
+    spec: MetricSpec, baseline: float | None, current: float | None, noise: float | None, floor: float
+) -> MetricComparison:
+    """One figure: regressed when it got worse by more than both the noise of the difference
+    (``DIFFERENCE_NOISE x noise``) and ``floor`` (all relative)."""
+    tolerance = max(floor, DIFFERENCE_NOISE * noise) if noise is not None else floor
+    change: float | None = None
+    regression: float | None = None
+    note = ""
+    if baseline is None or current is None:
+        note = f"not compared: not measured in {'the baseline' if baseline is None else 'this run'}"
+    elif baseline <= 0:
+        note = "not compared: baseline value is zero"
+    else:
+        change = (current - baseline) / baseline
+        regression = -change if spec.better is Better.HIGHER else change
+    return MetricComparison(
+        key=spec.key,
+        label=spec.label,
+        unit=spec.unit,
+        better=spec.better,
+        baseline=baseline,
+        current=current,
+        change=change,
+        regression=regression,
+        noise=noise,
+        tolerance=tolerance,
+        regressed=regression is not None and regression > tolerance,
+        note=note,
+    )
+
+
+def compare_runs(
+    baseline: RunSide,
+    current: RunSide,
+    noise: dict[str, float | None],
+    *,
+    floor: float,
+    confidence: float,
+    resamples: int,
+) -> BaselineFigures:
+    """Compare every figure of ``METRICS``: pure."""
+    metrics = [
+        compare_metric(
+            spec,
+            baseline.figures.value(spec.key),
+            current.figures.value(spec.key),
+            noise.get(spec.key),
+            floor,
+        )
+        for spec in METRICS
+    ]
+    return BaselineFigures(
+        floor=floor,
+        confidence=confidence,
+        resamples=resamples,
+        baseline=baseline,
+        current=current,
+        metrics=metrics,
+    )
+
+
+def judge_baseline(fig: BaselineFigures) -> tuple[bool | None, str]:
+    """(passed, reason): ``None`` when nothing could be compared (the gate cannot judge)."""
+    if not fig.compared:
+        return None, "no figure was measured in both runs"
+    bad = fig.regressions
+    if bad:
+        return False, "; ".join(
+            f"{m.label} {_fmt(m.baseline)} -> {_fmt(m.current)}{m.unit and ' ' + m.unit} "
+            f"({_pct(m.regression)} worse > tolerance {_pct(m.tolerance)})"
+            for m in bad
+        )
+    worst = max(fig.compared, key=lambda m: (m.regression or 0.0) - (m.tolerance or 0.0))
+    return True, (
+        f"{len(fig.compared)} figures within tolerance of the baseline (closest: {worst.label} "
+        f"{_pct(worst.regression)} worse, tolerance {_pct(worst.tolerance)})"
+    )
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.2f}" if abs(value) < 100 else f"{value:.0f}"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:+.1f}%"
