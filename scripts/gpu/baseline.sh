@@ -5,6 +5,13 @@
 source scripts/gpu/lib.sh
 install_wheels
 EP=http://127.0.0.1:8000
+if [ ! -f /root/stash/baseline-report.json ]; then  # a fresh machine: the baseline run first
+  ARGS=(--max-model-len 16384 --gpu-memory-utilization 0.9 --max-num-batched-tokens 8192 --block-size 16 --max-num-seqs 256)
+  serve 8000 server-base "${ARGS[@]}"; wait_healthy 8000 server-base || exit 1
+  kvstack verify --endpoint $EP --max-num-seqs 256 --slo-ttft-ms 2000 --slo-itl-ms 50 --out "$OUT/verify-base" \
+    --quiet > "$OUT/verify-base.txt" 2>&1; echo "baseline run: exit $?"
+  cp "$OUT/verify-base/verify-report.json" /root/stash/baseline-report.json; stop server-base
+fi
 STACK=(--max-num-seqs 256 --slo-ttft-ms 2000 --slo-itl-ms 50)
 for variant in same worse; do
   ARGS=(--max-model-len 16384 --gpu-memory-utilization 0.9 --max-num-batched-tokens 8192 --block-size 16)

@@ -26,6 +26,7 @@ for policy in consistent_hash round_robin cache_aware; do
   cp "$OUT/fleet-$policy/verify-report.json" "$OUT/fleet-$policy.json"
   kill "$(cat /tmp/router-8100.pid)"; sleep 3
 done
+[ "${ROUTER_COST:-1}" = 1 ] || { stop engine-1; stop engine-2; exit 0; }
 # the router's cost: engine 1 alone behind a router vs direct, interleaved
 router round_robin 8200 http://127.0.0.1:8001 || exit 1
 vllm_bench http://127.0.0.1:8001 64 128 warm > /dev/null
