@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from infra_stacks import EXAMPLE_STACKS, example_config, example_plan
 
 from kvstack.infra.config import ConfigError, RolloutSpec, StackConfig, parse_stack_config
 from kvstack.infra.drain import (
@@ -19,6 +18,7 @@ from kvstack.infra.drain import (
 )
 from kvstack.infra.lint import check_drain, failed, lint, pre_stop_sleep_seconds
 from kvstack.infra.manifests.workload import deployment, drain_seconds, vllm_args
+from tests.infra.infra_stacks import EXAMPLE_STACKS, example_config, example_plan
 
 
 def test_shutdown_timeout_is_grace_minus_prestop_minus_margin() -> None:

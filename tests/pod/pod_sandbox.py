@@ -9,7 +9,7 @@ Everything that differs from the manifest is listed as data in :data:`ARG_SWAPS`
 :data:`ENV_SWAPS` and :data:`SANDBOX_SWAPS`, each with its reason; :func:`local_argv` and
 :func:`local_env` apply exactly those and refuse a manifest they do not expect.
 
-(A plain module: tests/pod has no __init__.py.)
+(A helper module of the pod tests, not a test file.)
 """
 
 from __future__ import annotations

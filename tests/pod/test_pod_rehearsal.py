@@ -23,7 +23,14 @@ from typing import Any
 
 import pytest
 import yaml
-from pod_sandbox import (
+
+from kvstack.bench.config import build_config
+from kvstack.bench.report import Verdict
+from kvstack.bench.verify import run_verify
+from kvstack.infra.config import StackConfig, load_stack, parse_stack_config
+from kvstack.infra.drain import shutdown_timeout_seconds
+from kvstack.infra.manifests.workload import deployment
+from tests.pod.pod_sandbox import (
     ADDED_ARGS,
     ENTRYPOINT,
     ENV_SWAPS,
@@ -44,13 +51,6 @@ from pod_sandbox import (
     sandbox,
     wait_startup,
 )
-
-from kvstack.bench.config import build_config
-from kvstack.bench.report import Verdict
-from kvstack.bench.verify import run_verify
-from kvstack.infra.config import StackConfig, load_stack, parse_stack_config
-from kvstack.infra.drain import shutdown_timeout_seconds
-from kvstack.infra.manifests.workload import deployment
 
 pytestmark = pytest.mark.live
 
