@@ -11,7 +11,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup system-packages demo test lint types down status clean dashboards
 
-## setup: system packages (Prometheus, promtool), the project venv, the local vLLM venv and model
+## setup: system packages (Prometheus, promtool, bubblewrap), the project venv, the local vLLM venv and model
 setup: system-packages $(VENV)/.installed
 	$(KVSTACK) local install
 
@@ -24,6 +24,10 @@ system-packages:
 	    echo "stopping the system Prometheus service the package started (it listens beyond loopback)"; \
 	    $(SUDO) systemctl disable --now prometheus >/dev/null 2>&1 || true; \
 	  fi; }
+	@command -v bwrap >/dev/null || { \
+	  echo "installing Debian's bubblewrap (the pod rehearsal runs vLLM as the pod's uid on a read-only root)"; \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends bubblewrap >/dev/null; }
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -7,6 +7,7 @@ Each check is a small pure function returning :class:`Finding` s; a stack passes
 * ``probes``: readiness, liveness and startup probes, each on vLLM's ``/health``
 * ``service``: a Service selects the pods and reaches the port that serves ``/v1/completions``
 * ``service-links``: ``enableServiceLinks: false`` (a Service named vllm breaks vLLM's VLLM_PORT)
+* ``drain``: ``--shutdown-timeout`` > 0 and the grace period holds preStop + drain + margin (infra/drain.py)
 * ``monitoring``: a ServiceMonitor/PodMonitor scrapes ``/metrics``; rules and dashboards use >= 4
   metrics, >= 1 of them vLLM's, and none of vLLM's removed names
 * ``autoscaling``: an HPA or KEDA ScaledObject on the Deployment with min <= max, targets on every
@@ -31,6 +32,7 @@ from typing import Any, Literal
 
 from kvstack.contract.metrics import CATALOGUE, REMOVED, VLLM_PREFIX, is_vllm_name, metric_of
 from kvstack.contract.promql import metric_names
+from kvstack.infra.drain import DRAIN_MARGIN_SECONDS, drain_problem, shutdown_timeout_seconds
 
 REQUIRED_FLAGS = ("--model", "--host", "--port", "--max-model-len", "--gpu-memory-utilization")
 MIN_METRICS = 4
@@ -240,6 +242,58 @@ def check_service_links(deployment: dict[str, Any]) -> list[Finding]:
     if _pod_spec(deployment).get("enableServiceLinks") is False:
         return [_ok("service-links", "enableServiceLinks: false")]
     return [_fail("service-links", f"{_name(deployment)}: set enableServiceLinks: false (VLLM_PORT clash)")]
+
+
+def pre_stop_sleep_seconds(container: dict[str, Any]) -> int:
+    """The preStop hook's sleep: ``sleep N`` run by an exec hook, or the native ``sleep`` action."""
+    pre_stop = (container.get("lifecycle") or {}).get("preStop") or {}
+    native = (pre_stop.get("sleep") or {}).get("seconds")
+    if isinstance(native, int):
+        return native
+    command = " ".join(str(c) for c in (pre_stop.get("exec") or {}).get("command") or [])
+    found = re.search(r"\bsleep\s+([0-9]+)\b", command)
+    return int(found.group(1)) if found else 0
+
+
+def check_drain(deployment: dict[str, Any], container: dict[str, Any]) -> list[Finding]:
+    """vLLM drains in-flight requests on SIGTERM, and the kubelet gives it the time to (docs/infra.md)."""
+    grace = int(_pod_spec(deployment).get("terminationGracePeriodSeconds", 30))
+    pre_stop = pre_stop_sleep_seconds(container)
+    value = flag_values(_argv(container)).get("--shutdown-timeout")
+    try:
+        timeout = int(value) if value is not None else 0
+    except ValueError:
+        return [_fail("drain", f"--shutdown-timeout {value!r} is not a whole number of seconds")]
+    derived = shutdown_timeout_seconds(grace, pre_stop)
+    out = []
+    problem = drain_problem(grace, pre_stop)
+    if problem is not None:
+        out.append(_fail("drain", f"terminationGracePeriodSeconds {problem}"))
+    if timeout <= 0:
+        out.append(
+            _fail(
+                "drain",
+                f"{_name(deployment)} passes no --shutdown-timeout: vLLM (default 0) aborts every request "
+                f"in flight on SIGTERM, so each rollout and scale-down cuts streams; pass --shutdown-timeout "
+                f"{max(derived, 1)} (grace period - preStop - {DRAIN_MARGIN_SECONDS} s margin)",
+            )
+        )
+    elif pre_stop + timeout + DRAIN_MARGIN_SECONDS > grace:
+        out.append(
+            _fail(
+                "drain",
+                f"preStop {pre_stop} s + --shutdown-timeout {timeout} s + {DRAIN_MARGIN_SECONDS} s margin "
+                f"exceed terminationGracePeriodSeconds {grace}: the kubelet kills vLLM mid-drain; "
+                f"use --shutdown-timeout {derived} or a longer grace period",
+            )
+        )
+    return out or [
+        _ok(
+            "drain",
+            f"preStop {pre_stop} s + --shutdown-timeout {timeout} s + {DRAIN_MARGIN_SECONDS} s margin "
+            f"<= terminationGracePeriodSeconds {grace}",
+        )
+    ]
 
 
 # --------------------------------------------------------------------------------------------- metrics
@@ -822,6 +876,7 @@ def lint(bodies: Sequence[dict[str, Any]]) -> list[Finding]:
         *check_service(bodies, deployment, container),
         *check_service_links(deployment),
         *check_network(bodies, deployment),
+        *check_drain(deployment, container),
         *check_monitoring(bodies, deployment, container),
         *check_autoscaling(bodies, deployment),
         *check_adapter_wiring(bodies, deployment),

@@ -7,6 +7,7 @@ from typing import Any
 
 from kvstack.infra.config import ExistingSecret, StackConfig
 from kvstack.infra.config.sections.router import router_enabled
+from kvstack.infra.drain import shutdown_timeout_seconds
 from kvstack.infra.manifests.names import (
     CONTAINER,
     PORT_NAME,
@@ -20,6 +21,7 @@ HEALTH_PATH = "/health"
 API_PATHS = ("/v1/completions", "/v1/chat/completions", "/v1/models", "/metrics", "/health")
 SHM_MOUNT = "/dev/shm"
 TMP_MOUNT = "/tmp"
+RUN_AS_USER_NAME = "vllm"
 HF_TOKEN_KEY = "token"
 API_KEY_KEY = "api-key"
 
@@ -75,7 +77,15 @@ def vllm_args(config: StackConfig) -> list[str]:
         args += ["--kv-cache-memory-bytes", str(int(engine.kv_cache_memory_gib * 1024**3))]
     if model.trust_remote_code:
         args.append("--trust-remote-code")
+    # on SIGTERM, finish the requests in flight (vLLM's default, 0, aborts them); infra/drain.py
+    args += ["--shutdown-timeout", str(drain_seconds(config))]
     return args + list(engine.extra_args)
+
+
+def drain_seconds(config: StackConfig) -> int:
+    """vLLM's ``--shutdown-timeout``: the grace period less the preStop sleep and a margin."""
+    rollout = config.rollout
+    return shutdown_timeout_seconds(rollout.termination_grace_period_seconds, rollout.pre_stop_sleep_seconds)
 
 
 def _secret_ref(source: ExistingSecret | Any, default_name: str, default_key: str) -> dict[str, Any]:
@@ -87,9 +97,19 @@ def _secret_ref(source: ExistingSecret | Any, default_name: str, default_key: st
 def _env(config: StackConfig) -> list[dict[str, Any]]:
     names = names_of(config)
     env: list[dict[str, Any]] = [
-        # caches (torch.compile, Triton, HF) go to writable volumes; the root filesystem stays read-only
+        # The image may have no passwd entry for run_as_user: torch's getpass.getuser() reads USER/LOGNAME
+        # before it falls back to getpwuid(), which raises for an unknown uid.
+        {"name": "USER", "value": RUN_AS_USER_NAME},
+        {"name": "LOGNAME", "value": RUN_AS_USER_NAME},
+        # Every cache goes to a writable volume; the root filesystem stays read-only. Weights (HF_HOME)
+        # on the model volume; vLLM's, torch inductor's and Triton's compile caches on the /tmp emptyDir.
         {"name": "HOME", "value": TMP_MOUNT},
         {"name": "HF_HOME", "value": f"{config.storage.mount_path}/hf"},
+        {"name": "XDG_CACHE_HOME", "value": f"{TMP_MOUNT}/.cache"},
+        {"name": "XDG_CONFIG_HOME", "value": f"{TMP_MOUNT}/.config"},
+        {"name": "VLLM_CACHE_ROOT", "value": f"{TMP_MOUNT}/vllm"},
+        {"name": "TORCHINDUCTOR_CACHE_DIR", "value": f"{TMP_MOUNT}/torchinductor"},
+        {"name": "TRITON_CACHE_DIR", "value": f"{TMP_MOUNT}/triton"},
         {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
         {"name": "DO_NOT_TRACK", "value": "1"},
     ]

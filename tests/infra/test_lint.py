@@ -139,6 +139,7 @@ REMOVALS: list[tuple[str, Mutation, str, str]] = [
     ("peer of every namespace", _every_namespace, "network", "from[0] has an empty namespaceSelector"),
     ("ingress from anywhere", _ingress_from_anywhere, "network", "ingress[0] has no 'from'"),
     ("peer of every address", _every_address, "network", "ipBlock 0.0.0.0/0: every address"),
+    ("no --shutdown-timeout", _drop_flag("--shutdown-timeout"), "drain", "aborts every request in flight"),
     ("no ServiceMonitor", _drop_kind("ServiceMonitor"), "monitoring", "scrapes the vLLM pods' /metrics"),
     ("scrape off /metrics", _scrape_other_path, "monitoring", "scrapes the vLLM pods' /metrics"),
     ("no rules or dashboards", _no_rules_or_dashboards, "monitoring", "need at least 4"),
@@ -176,7 +177,8 @@ CASCADES = {"service": ("monitoring",)}
 def test_example_stacks_pass(stack: str) -> None:
     findings = lint(_bodies(stack))
     assert failed(findings) == []
-    checks = {"vllm-args", "gpu", "probes", "service", "service-links", "network", "monitoring"}
+    checks = {"vllm-args", "gpu", "probes", "service", "service-links", "network", "drain"}
+    checks |= {"monitoring"}
     checks |= {"autoscaling"}
     # prod's HPA needs prometheus-adapter: the adapter check runs (and warns: the wiring is undeclared);
     # prod runs the router tier, whose checks run too

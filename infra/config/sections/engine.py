@@ -31,10 +31,15 @@ MANAGED_FLAGS = frozenset(
         "--api-key",
         "--trust-remote-code",
         "--download-dir",
+        "--shutdown-timeout",
     }
 )
 # Environment variables that the manifests set themselves.
-MANAGED_ENV = frozenset({"HF_TOKEN", "VLLM_API_KEY", "HF_HOME", "HOME", "VLLM_PORT", "VLLM_HOST_IP"})
+MANAGED_ENV = frozenset(
+    {"HF_TOKEN", "VLLM_API_KEY", "HF_HOME", "HOME", "VLLM_PORT", "VLLM_HOST_IP"}
+    | {"USER", "LOGNAME", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "VLLM_CACHE_ROOT", "TORCHINDUCTOR_CACHE_DIR"}
+    | {"TRITON_CACHE_DIR"}
+)
 
 
 def flag_name(arg: str) -> str | None:

@@ -6,6 +6,7 @@ from pydantic import Field, model_validator
 
 from kvstack.infra.config.errors import cross_check_error
 from kvstack.infra.config.types import AnnotationMap, LabelMap, Strict, SubdomainName
+from kvstack.infra.drain import drain_problem
 
 
 class RolloutSpec(Strict):
@@ -32,14 +33,11 @@ class RolloutSpec(Strict):
                     0,
                 )
             )
-        if self.termination_grace_period_seconds <= self.pre_stop_sleep_seconds:
+        # the grace period must hold the preStop sleep, vLLM's --shutdown-timeout and a margin (drain.py)
+        drain = drain_problem(self.termination_grace_period_seconds, self.pre_stop_sleep_seconds)
+        if drain is not None:
             problems.append(
-                (
-                    ("termination_grace_period_seconds",),
-                    f"{self.termination_grace_period_seconds} s leaves no time to drain after the "
-                    f"{self.pre_stop_sleep_seconds} s preStop sleep; make it longer",
-                    self.termination_grace_period_seconds,
-                )
+                (("termination_grace_period_seconds",), drain, self.termination_grace_period_seconds)
             )
         if problems:
             raise cross_check_error("RolloutSpec", problems)
