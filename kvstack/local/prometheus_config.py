@@ -6,6 +6,11 @@ from typing import Any
 
 from kvstack.local.settings import PrometheusSettings
 
+VLLM_JOB = "vllm"
+# Not "vllm-…": the alerts scope `up` to jobs matching AlertThresholds.scrape_job_regex (`.*vllm.*`),
+# and the router is not a vLLM engine.
+ROUTER_JOB = "kvstack-router"
+
 
 def prometheus_config(
     vllm_targets: list[str],
@@ -18,7 +23,7 @@ def prometheus_config(
     interval = f"{settings.scrape_interval_s}s"
     scrape_configs: list[dict[str, Any]] = [
         {
-            "job_name": "vllm",
+            "job_name": VLLM_JOB,
             "metrics_path": "/metrics",
             "static_configs": [
                 {
@@ -35,7 +40,7 @@ def prometheus_config(
     if router_target is not None:
         scrape_configs.append(
             {
-                "job_name": "vllm-router",
+                "job_name": ROUTER_JOB,
                 "metrics_path": "/metrics",
                 "static_configs": [
                     {

@@ -91,7 +91,7 @@ class PrometheusSettings(BaseModel):
     # labels the Kubernetes scrape would attach, so that per-pod rules work locally too
     namespace_label: str = "kvstack-local"
     pod_label_prefix: str = "vllm-local-"  # replica i is scraped with pod="vllm-local-<i>"
-    router_pod_label: str = "vllm-router-local-0"
+    router_pod_label: str = "router-local-0"
 
 
 class LocalStackSettings(BaseModel):
