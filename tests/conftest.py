@@ -85,3 +85,19 @@ def vllm_no_prefix_caching(tmp_path_factory: pytest.TempPathFactory) -> Iterator
     )
     yield state
     stack.down(state_dir, _say)
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackState]:
+    """2 vLLM replicas (1 GiB KV each) behind a real vllm-router (cache_aware), Prometheus scraping the
+    replicas and the router. Module scope: its ~10 GB are given back when the module's tests end."""
+    state_dir = tmp_path_factory.mktemp("fleet")
+    state = start_stack(
+        state_dir,
+        VllmSettings(kv_cache_space_gib=1),
+        PrometheusSettings(),
+        replicas=2,
+        router=RouterSettings(policy="cache_aware"),
+    )
+    yield state
+    stack.down(state_dir, _say)

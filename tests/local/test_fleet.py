@@ -1,7 +1,7 @@
 """The local fleet: N vLLM replicas behind a real vllm-router, and a rolling update that drops nothing.
 
-Pure parts are tested directly; one 2-replica fleet (module fixture, 1 GiB KV each) serves every live
-test here, the rollout last but one and `down` last.
+Pure parts are tested directly; one 2-replica fleet (the `fleet` fixture of tests/conftest.py, module
+scope, 1 GiB KV each) serves every live test here, the rollout last but one and `down` last.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -155,23 +154,6 @@ def test_rollout_refuses_a_stack_without_a_router(tmp_path: Path) -> None:
 
 
 # ---- one live 2-replica fleet -------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[st.StackState]:
-    """2 vLLM replicas (1 GiB KV each) behind vllm-router (cache_aware), Prometheus scraping all."""
-    from tests.conftest import start_stack
-
-    state_dir = tmp_path_factory.mktemp("fleet")
-    state = start_stack(
-        state_dir,
-        VllmSettings(kv_cache_space_gib=1),
-        PrometheusSettings(),
-        replicas=2,
-        router=RouterSettings(policy="cache_aware"),
-    )
-    yield state
-    stack.down(state_dir, lambda m: print(f"[fleet] {m}"))
 
 
 @pytest.mark.live
