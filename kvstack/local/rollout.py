@@ -90,7 +90,7 @@ def rollout(
             time.sleep(pause_s)  # let a request routed just before the removal reach the engine
             say(f"{old.name}: SIGTERM, draining for up to {state.shutdown_timeout_s} s (pid {old.pid})")
             t0 = time.monotonic()
-            stack.stop_process(old, grace_s=state.shutdown_timeout_s + EXIT_MARGIN_S)
+            stack.stop_process(old, grace_s=state.shutdown_timeout_s + EXIT_MARGIN_S, leader_only=True)
             drained = time.monotonic() - t0
             say(f"{old.name}: exited after {drained:.1f} s; starting it again on port {old.port}")
             stack.check_port_free(old.port, old.name)

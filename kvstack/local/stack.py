@@ -533,12 +533,17 @@ def _ours(record: st.ProcessRecord) -> bool:
     return ticks is None or ticks == record.start_ticks
 
 
-def stop_process(record: st.ProcessRecord, grace_s: float = 30.0) -> bool:
-    """SIGTERM the recorded process group, SIGKILL it after `grace_s`; True if anything was signalled."""
+def stop_process(record: st.ProcessRecord, grace_s: float = 30.0, leader_only: bool = False) -> bool:
+    """SIGTERM the recorded process group (with `leader_only`, only its leader, as kubelet signals a
+    container's PID 1, so that vLLM's API server drains its own engine core), SIGKILL the group after
+    `grace_s`; True if anything was signalled."""
     if not _ours(record) or not _group_exists(record.pid):
         return False
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(record.pid, signal.SIGTERM)
+        if leader_only:
+            os.kill(record.pid, signal.SIGTERM)
+        else:
+            os.killpg(record.pid, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline and _group_exists(record.pid):
         time.sleep(0.2)

@@ -145,7 +145,11 @@ def load(state_dir: Path) -> StackState | None:
     path = state_dir / STATE_FILE
     if not path.exists():
         return None
-    return StackState.model_validate(json.loads(path.read_text()))
+    data = json.loads(path.read_text())
+    if isinstance(data, dict) and "vllm" in data and "engines" not in data:
+        # written before fleets existed: one engine under "vllm"
+        data["engines"] = [data.pop("vllm")]
+    return StackState.model_validate(data)
 
 
 def forget(state_dir: Path) -> None:

@@ -231,3 +231,31 @@ def test_down_stops_exactly_what_the_fleet_started(fleet: st.StackState) -> None
         with pytest.raises(ProcessLookupError):
             os.killpg(record.pid, 0)
     assert _kvstack("status", "--state-dir", str(fleet.state_dir)).returncode == 3
+
+
+def test_a_state_file_from_before_fleets_still_loads(tmp_path: Path) -> None:
+    record = {
+        "name": "vllm",
+        "pid": 1,
+        "start_ticks": 1,
+        "port": 8000,
+        "url": "http://127.0.0.1:8000",
+        "log": str(tmp_path / "vllm.log"),
+        "argv": [],
+    }
+    old = {
+        "state_dir": str(tmp_path),
+        "vllm": record,
+        "prometheus": None,
+        "served_model_name": "m",
+        "max_model_len": 2048,
+        "model_dir": str(tmp_path),
+        "kv_cache_space_gib": 2,
+        "block_size": 128,
+        "enable_prefix_caching": True,
+    }
+    (tmp_path / st.STATE_FILE).write_text(json.dumps(old))
+    state = st.load(tmp_path)
+    assert state is not None
+    assert state.endpoint == state.vllm_url == "http://127.0.0.1:8000"
+    assert [p.name for p in state.processes()] == ["vllm"]
