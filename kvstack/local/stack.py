@@ -63,7 +63,10 @@ def free_port() -> int:
 
 
 def check_port_free(port: int, what: str) -> int:
+    """Refuse a port something listens on. SO_REUSEADDR, as the servers set it themselves: a port whose
+    last connections are in TIME_WAIT (a replica `rollout` just stopped) is free for them."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((LOOPBACK, port))
         except OSError as exc:
