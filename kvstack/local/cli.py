@@ -269,8 +269,8 @@ def run_rollout(args: argparse.Namespace) -> int:
         return exc.exit_code
     for r in done:
         say(
-            f"{r.name}: pid {r.old_pid} -> {r.new_pid}, drained in {r.drained_s:.1f} s, "
-            f"healthy and back in the router {r.restarted_s:.1f} s later"
+            f"{r.name}: pid {r.old_pid} -> {r.new_pid}, drained {r.in_flight} request(s) "
+            f"in {r.drained_s:.1f} s, healthy and back in the router {r.restarted_s:.1f} s later"
         )
     if args.load_streams:
         console.print(load.report.describe(), markup=False, soft_wrap=True)

@@ -22,6 +22,7 @@ from functools import partial
 from pathlib import Path
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from kvstack.local import stack
 from kvstack.local import state as st
@@ -36,6 +37,7 @@ class ReplicaRollout:
     url: str
     old_pid: int
     new_pid: int
+    in_flight: int  # vllm:num_requests_running when SIGTERM was sent: the streams it had to drain
     drained_s: float  # SIGTERM to exit
     restarted_s: float  # exit to healthy again
 
@@ -50,6 +52,25 @@ def _router_call(router_url: str, action: str, worker_url: str) -> None:
         raise stack.StackError(
             f"vllm-router {action} {worker_url} answered {response.status_code}: {response.text[:200]}"
         )
+
+
+def requests_running(metrics_text: str) -> int:
+    """Sum of vllm:num_requests_running in an exposition (pure)."""
+    return int(
+        sum(
+            sample.value
+            for family in text_string_to_metric_families(metrics_text)
+            if family.name == "vllm:num_requests_running"
+            for sample in family.samples
+        )
+    )
+
+
+def _in_flight(engine_url: str) -> int:
+    try:
+        return requests_running(httpx.get(f"{engine_url}/metrics", timeout=10.0).text)
+    except (httpx.HTTPError, ValueError):
+        return -1  # unknown
 
 
 def _wait_listed(router_url: str, worker_url: str, listed: bool, deadline_s: float = 30.0) -> None:
@@ -88,7 +109,11 @@ def rollout(
             _router_call(router_url, "remove_worker", old.url)
             _wait_listed(router_url, old.url, listed=False)
             time.sleep(pause_s)  # let a request routed just before the removal reach the engine
-            say(f"{old.name}: SIGTERM, draining for up to {state.shutdown_timeout_s} s (pid {old.pid})")
+            in_flight = _in_flight(old.url)
+            say(
+                f"{old.name}: SIGTERM with {in_flight} request(s) in flight, draining for up to "
+                f"{state.shutdown_timeout_s} s (pid {old.pid})"
+            )
             t0 = time.monotonic()
             stack.stop_process(old, grace_s=state.shutdown_timeout_s + EXIT_MARGIN_S, leader_only=True)
             drained = time.monotonic() - t0
@@ -114,5 +139,7 @@ def rollout(
             say(f"{new.name}: healthy (pid {new.pid}); adding it back to the router")
             _router_call(router_url, "add_worker", new.url)
             _wait_listed(router_url, new.url, listed=True)
-            done.append(ReplicaRollout(old.name, old.url, old.pid, new.pid, drained, time.monotonic() - t1))
+            done.append(
+                ReplicaRollout(old.name, old.url, old.pid, new.pid, in_flight, drained, time.monotonic() - t1)
+            )
         return done
