@@ -42,7 +42,8 @@ exit codes:
   any     2 --state-dir or --cache-dir is a file or cannot be written; 4 internal error
           (kvstack --debug local ... prints the traceback)
 
-files: the vLLM venv and the model are cached in $KVSTACK_CACHE_DIR (default ~/.cache/kvstack);
+files: the vLLM venv, the vllm-router venv and the model are cached in $KVSTACK_CACHE_DIR
+(default ~/.cache/kvstack);
 pids, ports, URLs and logs of a running stack are in $KVSTACK_STATE_DIR (default ./.kvstack/local).
 """
 
