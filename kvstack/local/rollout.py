@@ -22,8 +22,9 @@ from functools import partial
 from pathlib import Path
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 
+from kvstack.contract.exposition import ExpositionError, parse_samples, sum_by_name
+from kvstack.contract.metrics import REQUESTS_RUNNING
 from kvstack.local import stack
 from kvstack.local import state as st
 
@@ -37,7 +38,7 @@ class ReplicaRollout:
     url: str
     old_pid: int
     new_pid: int
-    in_flight: int  # vllm:num_requests_running when SIGTERM was sent: the streams it had to drain
+    in_flight: int  # REQUESTS_RUNNING when SIGTERM was sent: the streams it had to drain
     drained_s: float  # SIGTERM to exit
     restarted_s: float  # exit to healthy again
 
@@ -55,21 +56,14 @@ def _router_call(router_url: str, action: str, worker_url: str) -> None:
 
 
 def requests_running(metrics_text: str) -> int:
-    """Sum of vllm:num_requests_running in an exposition (pure)."""
-    return int(
-        sum(
-            sample.value
-            for family in text_string_to_metric_families(metrics_text)
-            if family.name == "vllm:num_requests_running"
-            for sample in family.samples
-        )
-    )
+    """Requests an engine is running, summed over its engines' series (pure)."""
+    return int(sum_by_name(parse_samples(metrics_text), [REQUESTS_RUNNING]).get(REQUESTS_RUNNING, 0.0))
 
 
 def _in_flight(engine_url: str) -> int:
     try:
         return requests_running(httpx.get(f"{engine_url}/metrics", timeout=10.0).text)
-    except (httpx.HTTPError, ValueError):
+    except (httpx.HTTPError, ExpositionError):
         return -1  # unknown
 
 
