@@ -223,7 +223,7 @@ def test_rollout_under_streaming_load_drops_nothing(fleet: st.StackState) -> Non
     after = st.load(fleet.state_dir)
     assert after is not None
     assert [e.pid for e in after.engines] != [e.pid for e in before.engines]
-    assert not any(st.is_alive(e) or stack.live_group_members(e.pid) for e in before.engines)
+    assert not any(st.is_alive(e) for e in before.engines)
     assert sorted(stack.router_workers(after.endpoint) or []) == sorted(after.engine_urls)
     # the load ran through both restarts: far more streams than clients, and not one lost
     assert report.sent >= 2 * 4, report.describe()
@@ -239,14 +239,14 @@ def test_down_stops_exactly_what_the_fleet_started(fleet: st.StackState) -> None
     assert state is not None
     records = state.processes()
     assert len(records) == 4
-    result = _kvstack("down", "--state-dir", str(fleet.state_dir))
-    assert result.returncode == 0
+    # in-process, as the fixture started the fleet: `kvstack local down` is this call in a thin shell,
+    # and only this process can reap the zombies of the processes it started
+    stopped = stack.down(fleet.state_dir, lambda m: print(f"[down] {m}"))
+    assert stopped == ["prometheus", "vllm-router", "vllm-0", "vllm-1"]
     for record in records:
-        assert record.name in result.stdout
         assert not st.is_alive(record)
-        # the whole group (engine core, workers) is gone; zombies wait only for this test session,
-        # which started them, to reap them
-        assert stack.live_group_members(record.pid) == []
+        with pytest.raises(ProcessLookupError):
+            os.killpg(record.pid, 0)  # the whole group (engine core, workers) is gone
     assert _kvstack("status", "--state-dir", str(fleet.state_dir)).returncode == 3
 
 
@@ -276,15 +276,3 @@ def test_a_state_file_from_before_fleets_still_loads(tmp_path: Path) -> None:
     assert state is not None
     assert state.endpoint == state.vllm_url == "http://127.0.0.1:8000"
     assert [p.name for p in state.processes()] == ["vllm"]
-
-
-def test_a_group_of_zombies_counts_as_stopped() -> None:
-    assert os.getpid() in stack.live_group_members(os.getpgrp())
-    child = subprocess.Popen(["true"], start_new_session=True)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and st.process_start_ticks(child.pid) is not None:
-        if stack.live_group_members(child.pid) == []:
-            break  # exited, not yet reaped: a zombie, which killpg(pid, 0) still finds
-        time.sleep(0.05)
-    assert stack.live_group_members(child.pid) == []
-    child.wait()
