@@ -9,9 +9,10 @@ BIN := $(VENV)/bin
 KVSTACK := $(BIN)/kvstack
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system-packages demo test lint types down status clean dashboards
+.PHONY: setup system-packages demo fleet test lint types down status clean dashboards
 
-## setup: system packages (Prometheus, promtool, bubblewrap), the project venv, the local vLLM venv and model
+## setup: system packages (Prometheus, promtool, bubblewrap), the project venv, the local vLLM and vllm-router
+##        venvs, the model
 setup: system-packages $(VENV)/.installed
 	$(KVSTACK) local install
 
@@ -47,6 +48,13 @@ demo: setup
 	@echo "verify report:      reports/verify/ (verify-report.json, verify-junit.xml, *.png)"
 	@echo "rendered manifests: rendered/dev/"
 	@echo "stop the local stack with: $(KVSTACK) local down"
+
+## fleet: 2 replicas behind vllm-router (cache_aware) + Prometheus, then a rolling update under load.
+## Leaves the fleet running; `make down` stops it. (`make demo` stays single-replica.)
+fleet: setup
+	$(KVSTACK) local up --replicas 2 --router cache_aware --kv-cache-gib 1
+	$(KVSTACK) local status
+	$(KVSTACK) local rollout --load-streams 4
 
 ## test: what CI runs
 test: setup lint types

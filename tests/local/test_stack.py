@@ -19,7 +19,7 @@ from kvstack.local.settings import LocalStackSettings, PrometheusSettings, VllmS
 
 
 def test_prometheus_config_scrapes_vllm_with_pod_labels() -> None:
-    cfg = prometheus_config("127.0.0.1:8000", PrometheusSettings(scrape_interval_s=3), ["/x/rules.yaml"])
+    cfg = prometheus_config(["127.0.0.1:8000"], PrometheusSettings(scrape_interval_s=3), ["/x/rules.yaml"])
     assert cfg["global"]["scrape_interval"] == "3s"
     assert cfg["rule_files"] == ["/x/rules.yaml"]
     (job,) = cfg["scrape_configs"]
