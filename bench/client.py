@@ -306,7 +306,13 @@ class EndpointClient:
     # ---- streamed completions ----------------------------------------------------------------------
 
     async def stream(
-        self, path: str, payload: dict[str, Any], phase: str, *, parse_all: bool | None = None
+        self,
+        path: str,
+        payload: dict[str, Any],
+        phase: str,
+        *,
+        parse_all: bool | None = None,
+        headers: dict[str, str] | None = None,
     ) -> RequestOutcome:
         """POST a streaming request and time every event. Never raises except ``CancelledError``.
 
@@ -317,13 +323,13 @@ class EndpointClient:
         out = RequestOutcome(phase=phase)
         url = self.url(path)
         tally = SseTally(parse)
-        result = await self._stream_once(url, payload, out, tally)
+        result = await self._stream_once(url, payload, out, tally, headers)
         if result == "stale":
             # the server closed the connection before any answer: most likely a pooled connection it had
             # just closed as idle. Once more, on a fresh connection; a server that is gone fails again.
             out = RequestOutcome(phase=phase)
             tally = SseTally(parse)
-            result = await self._stream_once(url, payload, out, tally)
+            result = await self._stream_once(url, payload, out, tally, headers)
         out.end = time.perf_counter()
         if result == "done":
             self._apply_summary(out, tally)
@@ -331,7 +337,12 @@ class EndpointClient:
         return out
 
     async def _stream_once(
-        self, url: str, payload: dict[str, Any], out: RequestOutcome, tally: SseTally
+        self,
+        url: str,
+        payload: dict[str, Any],
+        out: RequestOutcome,
+        tally: SseTally,
+        headers: dict[str, str] | None = None,
     ) -> str:
         """One attempt; fills ``out`` (status, error) and ``tally``.
 
@@ -342,7 +353,7 @@ class EndpointClient:
         out.start = clock()
         try:
             async with asyncio.timeout(self._request_s):
-                async with client.stream("POST", url, json=payload) as response:
+                async with client.stream("POST", url, json=payload, headers=headers) as response:
                     status = out.status = response.status_code
                     if status != 200:
                         body = b""

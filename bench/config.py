@@ -231,7 +231,8 @@ class RoutingCheck(_Strict):
     )
     output_tokens: int = Field(default=16, ge=1, le=4096)
     session_ids: bool = Field(
-        default=True, description="send each session's id in the OpenAI `user` field, as chat frontends do"
+        default=True,
+        description="send each session's id (X-Session-ID header, OpenAI `user` field), as chat frontends do",
     )
     min_efficiency: float = Field(
         default=0.8, gt=0, le=1, description="pass mark: fleet prefix-hit ratio / reusable share"

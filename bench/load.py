@@ -24,6 +24,7 @@ class StreamRequest:
     payload: dict[str, Any]
     phase: str
     parse_all: bool | None = None
+    headers: dict[str, str] | None = None  # per-request headers (a session id for a router)
 
 
 @dataclass(slots=True)
@@ -103,7 +104,9 @@ async def run_batch(
         async with sem:
             if down.is_set():
                 return
-            out = await client.stream(req.path, req.payload, req.phase, parse_all=req.parse_all)
+            out = await client.stream(
+                req.path, req.payload, req.phase, parse_all=req.parse_all, headers=req.headers
+            )
         outcomes[i] = out
         if on_done is not None:
             on_done(out)
@@ -178,7 +181,9 @@ async def run_closed_loop(
             index = started_count
             started_count += 1
             req = make_request(index)
-            out = await client.stream(req.path, req.payload, req.phase, parse_all=req.parse_all)
+            out = await client.stream(
+                req.path, req.payload, req.phase, parse_all=req.parse_all, headers=req.headers
+            )
             outcomes.append(out)
             if on_done is not None:
                 on_done(out)

@@ -36,6 +36,7 @@ from kvstack.bench.prompts import new_nonce, nonce_header, shaped_text, suffix_t
 from kvstack.bench.stats import median
 
 PHASE = "routing"
+SESSION_HEADER = "X-Session-ID"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,8 +49,9 @@ class RoutingWorkload:
     shared_requests: int = 4  # one-off system-prompt-only questions mixed into each turn
     output_tokens: int = 16
     seed: int = 0
-    # send each session's id in the OpenAI ``user`` field, as a chat frontend does; a router keyed on it
-    # (vllm-router's consistent_hash) keeps a conversation on one engine
+    # send each session's id as an ``X-Session-ID`` header (and the OpenAI ``user`` field), as a chat
+    # frontend or gateway does; a router keyed on it (vllm-router 0.1.17's consistent_hash reads the header)
+    # keeps a conversation on one engine
     session_ids: bool = True
 
 
@@ -137,9 +139,12 @@ async def measure_routing(
         requests: list[tuple[_Session | None, StreamRequest]] = []
         for session in sessions:
             payload = completion_payload(model, _turn_prompt(session, workload, turn), workload.output_tokens)
+            headers = None
             if workload.session_ids:
                 payload["user"] = session.user
-            requests.append((session, StreamRequest("/v1/completions", payload, f"{PHASE}-turn{turn}")))
+                headers = {SESSION_HEADER: session.user}
+            phase = f"{PHASE}-turn{turn}"
+            requests.append((session, StreamRequest("/v1/completions", payload, phase, headers=headers)))
         for k in range(workload.shared_requests):
             prompt = system + suffix_text(rng.randrange(1 << 30) + k, workload.turn_units)
             payload = completion_payload(model, prompt, workload.output_tokens)
