@@ -89,7 +89,10 @@ def test_verify_passes_on_the_local_stack(local_stack: Any, tmp_path: Path) -> N
     assert len([u for u in prefix["use_cases"] if u["speedup"] is not None]) >= 3
     sweep = checks["sweep"]["figures"]
     assert sweep["stop"]["reason"] in ("saturation", "upper bound"), sweep["stop"]
-    assert sweep["bound"]["concurrency"] <= capacity["max_concurrency"]
+    # the bound is what the KV cache holds of the sweep's own requests (not the worst case at max_model_len)
+    per_request = defaults.sweep.prompt_tokens + defaults.sweep.output_tokens
+    assert sweep["bound"]["concurrency"] == capacity["kv_tokens"] // per_request
+    assert sweep["bound"]["source"] == "KV tokens / tokens per request"
     assert all(lv["wall_s"] >= defaults.phases.min_duration_s for lv in sweep["levels"])
     assert checks["goodput_capacity"]["figures"]["goodput_concurrency"] >= 8
     print(
