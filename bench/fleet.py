@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from kvstack.bench.client import EndpointClient, EndpointError
+from kvstack.bench.config import FleetSources
 from kvstack.contract import exposition, promql
 from kvstack.contract.metrics import PREFIX_CACHE_HITS, PREFIX_CACHE_QUERIES, REQUEST_SUCCESS
 
@@ -219,21 +220,17 @@ class PrometheusSource:
 
 
 def source_from_config(
-    client: EndpointClient,
-    *,
-    engine_metrics_urls: Sequence[str],
-    prometheus_url: str | None,
-    prometheus_selector: str,
-    prometheus_group_by: str,
-    model_name: str | None,
-    api_key: str | None = None,
+    client: EndpointClient, fleet: FleetSources, model_name: str | None, api_key: str | None = None
 ) -> FleetSource | None:
     """The fleet source the config names, or ``None`` (a single endpoint: nothing to read per engine)."""
-    if engine_metrics_urls:
-        return EngineMetricsSource(client, engine_metrics_urls, model_name)
-    if prometheus_url is not None:
+    if fleet.engine_metrics_urls:
+        return EngineMetricsSource(client, fleet.engine_metrics_urls, model_name)
+    if fleet.prometheus_url is not None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
         return PrometheusSource(
-            prometheus_url, selector=prometheus_selector, group_by=prometheus_group_by, headers=headers
+            fleet.prometheus_url,
+            selector=fleet.prometheus_selector,
+            group_by=fleet.prometheus_group_by,
+            headers=headers,
         )
     return None

@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from kvstack.bench.client import EndpointClient, RequestOutcome
 from kvstack.bench.config import VerifyConfig
 from kvstack.bench.console import Display
+from kvstack.bench.fleet import FleetSource, source_from_config
 from kvstack.bench.report import CheckResult, ServerInfo, Verdict, VerifyReport
 
 F = TypeVar("F", bound=BaseModel)
@@ -60,6 +61,11 @@ class Probe:
     @property
     def model(self) -> str:
         return self.server.model
+
+    def fleet_source(self) -> FleetSource | None:
+        """Where each engine's counters are read when the config names a fleet source, else ``None``."""
+        key = self.config.api_key.get_secret_value() if self.config.api_key else None
+        return source_from_config(self.client, self.config.fleet, self.model, key)
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,6 @@ from kvstack.bench.client import EndpointError, RequestOutcome
 from kvstack.bench.config import UseCase, VerifyConfig
 from kvstack.bench.discovery import count_tokens, fetch_metrics, fit_units
 from kvstack.bench.figures import PairTiming, PrefixFigures, UseCaseFigures
-from kvstack.bench.fleet import source_from_config
 from kvstack.bench.load import completion_payload
 from kvstack.bench.metrics import (
     PREFIX_HITS,
@@ -202,28 +201,17 @@ async def _fit(probe: Probe, shape: str, target: int) -> tuple[int, int]:
 
 
 async def _scrape(probe: Probe) -> CounterSnapshot | None:
-    fleet = probe.config.fleet
-    if fleet.given:  # a fleet: the counters summed over its engines, read where each can be told apart
-        key = probe.config.api_key.get_secret_value() if probe.config.api_key else None
-        source = source_from_config(
-            probe.client,
-            engine_metrics_urls=fleet.engine_metrics_urls,
-            prometheus_url=fleet.prometheus_url,
-            prometheus_selector=fleet.prometheus_selector,
-            prometheus_group_by=fleet.prometheus_group_by,
-            model_name=probe.model,
-            api_key=key,
+    source = probe.fleet_source()
+    if source is not None:  # a fleet: the counters summed over its engines, read where each can be told apart
+        await source.settle(time.time())
+        engines = await source.snapshot()
+        return CounterSnapshot(
+            prefix_queries=sum(e.prefix_queries for e in engines.values()),
+            prefix_hits=sum(e.prefix_hits for e in engines.values()),
+            generation_tokens=None,
+            prompt_tokens=None,
+            backend=f"fleet of {len(engines)} engine(s): {', '.join(sorted(engines))}",
         )
-        if source is not None:
-            await source.settle(time.time())
-            engines = await source.snapshot()
-            return CounterSnapshot(
-                prefix_queries=sum(e.prefix_queries for e in engines.values()),
-                prefix_hits=sum(e.prefix_hits for e in engines.values()),
-                generation_tokens=None,
-                prompt_tokens=None,
-                backend=f"fleet of {len(engines)} engine(s): {', '.join(sorted(engines))}",
-            )
     text, _ = await fetch_metrics(probe.client, probe.config)
     if text is None:
         return None

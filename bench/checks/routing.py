@@ -12,7 +12,6 @@ from kvstack.bench.checks import kv_capacity
 from kvstack.bench.checks.pipeline import Check, Deps, Judgement, NotMeasured, Probe
 from kvstack.bench.config import VerifyConfig
 from kvstack.bench.figures import RoutingFigures
-from kvstack.bench.fleet import source_from_config
 from kvstack.bench.report import Verdict
 from kvstack.bench.routing import RoutingThresholds, RoutingWorkload, judge_routing, measure_routing
 
@@ -21,17 +20,7 @@ TITLE = "Routing across the fleet"
 
 
 async def measure(probe: Probe, deps: Deps) -> RoutingFigures:
-    fleet = probe.config.fleet
-    key = probe.config.api_key.get_secret_value() if probe.config.api_key else None
-    source = source_from_config(
-        probe.client,
-        engine_metrics_urls=fleet.engine_metrics_urls,
-        prometheus_url=fleet.prometheus_url,
-        prometheus_selector=fleet.prometheus_selector,
-        prometheus_group_by=fleet.prometheus_group_by,
-        model_name=probe.model,
-        api_key=key,
-    )
+    source = probe.fleet_source()
     if source is None:
         return RoutingFigures(
             engines=0,
