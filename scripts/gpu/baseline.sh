@@ -5,6 +5,7 @@
 source scripts/gpu/lib.sh
 install_wheels
 EP=http://127.0.0.1:8000
+[ -n "${BASELINE_FILE:-}" ] && cp "$BASELINE_FILE" /root/stash/baseline-report.json
 if [ ! -f /root/stash/baseline-report.json ]; then  # a fresh machine: the baseline run first
   ARGS=(--max-model-len 16384 --gpu-memory-utilization 0.9 --max-num-batched-tokens 8192 --block-size 16 --max-num-seqs 256)
   serve 8000 server-base "${ARGS[@]}"; wait_healthy 8000 server-base || exit 1

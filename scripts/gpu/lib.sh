@@ -7,6 +7,7 @@ export PYTHONPATH="$PWD:/tmp/site:/root/site" HF_HUB_OFFLINE=1 VLLM_NO_USAGE_STA
   VLLM_USE_FLASHINFER_SAMPLER=0 PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 SHAPE=${SHAPE:-llama8b}
+VB_EXTRA=()
 
 install_wheels() {  # the carried wheels (.whl-small: httpx-aiohttp, orjson, setproctitle; .whl-router)
   local dirs=(); for d in .whl-small .whl-router; do [ -d "$d" ] && dirs+=("$d"/*.whl); done
@@ -42,10 +43,11 @@ stop() {  # stop NAME: SIGTERM, wait for the port to close
 kvstack() { python3 -m kvstack "$@"; }
 
 # vllm_bench URL CONCURRENCY PROMPTS TAG: vLLM's own client, random 160 in / 256 out, ignore_eos
+# (VB_EXTRA=(...) adds flags, e.g. --temperature 0)
 vllm_bench() {
   python3 -m vllm.entrypoints.cli.main bench serve --backend vllm --base-url "$1" --model "$SHAPE" \
     --tokenizer "/root/stash/$SHAPE" --dataset-name random --random-input-len 160 --random-output-len 256 \
-    --ignore-eos --num-prompts "$3" --max-concurrency "$2" --request-rate inf \
+    --ignore-eos --num-prompts "$3" --max-concurrency "$2" --request-rate inf "${VB_EXTRA[@]}" \
     --save-result --result-dir "$OUT" --result-filename "vllm-bench-$4.json" > "$OUT/vllm-bench-$4.log" 2>&1
   grep -E "Output token throughput" "$OUT/vllm-bench-$4.log" | sed "s/^/[vllm bench $4] /"
 }
