@@ -172,13 +172,20 @@ _VALUE_FLAGS: tuple[tuple[str, tuple[str, ...], type, str], ...] = (
         ("baseline.report",),
         Path,
         "a previous verify-report.json of the same workload: fail (exit 1) on a regression beyond both "
-        "this run's noise and --baseline-floor; another workload is refused (exit 2)",
+        "this run's noise and --baseline-floor (--baseline-latency-floor for latencies); another "
+        "workload is refused (exit 2)",
     ),
     (
         "--baseline-floor",
         ("baseline.floor",),
         float,
         "smallest relative regression that fails the baseline gate (default 0.10)",
+    ),
+    (
+        "--baseline-latency-floor",
+        ("baseline.latency_floor",),
+        float,
+        "the same for TTFT/TPOT percentiles, which vary more between identical runs (default 0.20)",
     ),
 )
 

@@ -87,7 +87,7 @@ class PhaseSizing(_Strict):
     fixed size, that size). Requests keep their concurrency until then (closed loop)."""
 
     min_duration_s: float = Field(
-        default=1.5, ge=0, le=3600, description="every load phase lasts at least this long, seconds"
+        default=4.0, ge=0, le=3600, description="every load phase lasts at least this long, seconds"
     )
     min_requests: int = Field(
         default=4, ge=1, le=1_000_000, description="every load phase completes at least this many requests"
@@ -274,6 +274,12 @@ class BaselineSettings(_Strict):
     report: Path | None = Field(default=None, description="a previous verify-report.json; None: no gate")
     floor: float = Field(
         default=0.10, ge=0, lt=1, description="smallest relative regression that fails, whatever the noise"
+    )
+    latency_floor: float = Field(
+        default=0.20,
+        ge=0,
+        lt=1,
+        description="the same for the TTFT/TPOT percentiles, which vary more between identical runs",
     )
     confidence: float = Field(default=0.95, gt=0, lt=1, description="bootstrap interval of the run's noise")
     resamples: int = Field(default=1000, ge=100, le=100_000, description="bootstrap resamples")

@@ -324,7 +324,7 @@ def _baseline_table(report: VerifyReport, console: Console) -> None:
     table = Table(
         title=(
             f"baseline: {fig.baseline.report} ({fig.baseline.started_at or '?'}) vs this run; "
-            f"tolerance = max(noise, floor {fig.floor:.0%})"
+            f"tolerance = max(noise, floor {fig.floor:.0%}; latency {fig.latency_floor:.0%})"
         )
     )
     for col in ("figure", "baseline", "this run", "change", "noise", "tolerance", "regressed"):

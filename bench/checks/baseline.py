@@ -107,6 +107,7 @@ async def measure(probe: Probe, deps: Deps) -> BaselineFigures:
         run_side(current, "this run", at),
         noise,
         floor=settings.floor,
+        latency_floor=settings.latency_floor,
         confidence=settings.confidence,
         resamples=settings.resamples,
     )

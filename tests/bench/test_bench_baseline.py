@@ -151,6 +151,21 @@ def test_compare_runs_and_judge() -> None:
     assert "peak output throughput 200 -> 60.00 tok/s (+70.0% worse" in reason
 
 
+def test_latency_percentiles_have_their_own_floor() -> None:
+    """TTFT 900 -> 1,035 ms (+15%, what identical H200 runs showed) passes the 20% latency floor, while
+    the same +15% on throughput's 10% floor fails; the latency floor defaults to the floor."""
+    base = run_side(_report(200.0, 900.0, 4.0), "prev.json")
+    slower_ttft = run_side(_report(200.0, 1035.0, 4.0), "this run")
+    fig = compare_runs(base, slower_ttft, {}, floor=0.10, latency_floor=0.20, confidence=0.95, resamples=1000)
+    assert judge_baseline(fig)[0] is True
+    assert {m.key: m.tolerance for m in fig.metrics}["ttft_p50_ms"] == 0.20
+    assert {m.key: m.tolerance for m in fig.metrics}["peak_output_throughput"] == 0.10
+    assert fig.latency_floor == 0.20
+    same_floor = compare_runs(base, slower_ttft, {}, floor=0.10, confidence=0.95, resamples=1000)
+    assert {m.key for m in same_floor.regressions} == {"ttft_p50_ms", "ttft_p99_ms"}
+    assert same_floor.latency_floor == 0.10
+
+
 def test_nothing_comparable_cannot_be_judged() -> None:
     empty = _report(0.0, 0.0, 0.0)
     empty["checks"] = []
