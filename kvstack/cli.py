@@ -28,6 +28,7 @@ from kvstack import __version__
 from kvstack.output_paths import OutputPathError
 
 OK, CHECK_FAILED, BAD_INPUT, NO_LOCAL_STACK, INTERNAL_ERROR, INTERRUPTED = 0, 1, 2, 3, 4, 130
+BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader went away
 DEBUG_ENV = "KVSTACK_DEBUG"
 
 # subcommand -> module that registers it
@@ -72,6 +73,7 @@ exit codes:
   3    kvstack local status/url: no local stack recorded here
   4    internal error: a bug in kvstack (one line; --debug or {DEBUG_ENV}=1 prints the traceback)
   130  interrupted (Ctrl-C)
+  141  the reader of the output went away (e.g. `| head`); nothing more is printed
 
 Each subcommand's --help details its own codes.
 """
@@ -217,7 +219,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     prog = f"kvstack {wanted}" if wanted in _SUBCOMMANDS else "kvstack"
     debug = _debug_requested(args_list)
     try:
-        return _run(args_list)
+        try:
+            return _run(args_list)
+        finally:
+            sys.stdout.flush()  # a reader that went away shows up here at the latest (BrokenPipeError)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return INTERRUPTED
@@ -227,6 +232,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OutputPathError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return BAD_INPUT
+    except BrokenPipeError:
+        # the reader closed the pipe: not a bug; point stdout at /dev/null so the interpreter's final
+        # flush does not raise again
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return BROKEN_PIPE
     except ImportError as exc:  # a lazy import inside a subcommand
         missing = missing_extra(exc)
         if missing is None:

@@ -360,6 +360,7 @@ def test_help_documents_the_exit_codes_and_imports_no_subcommand(tmp_path: Path)
         "2 bad input",
         "4 internal error",
         "130 interrupted",
+        "141 the reader of the output went away",
         "--debug",
     ):
         assert words in help_text
@@ -379,3 +380,25 @@ def test_verify_imports_nothing_of_the_infra_side(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize("args", [("plan", "--stack", "dev"), ("lint", "--stack", "dev")])
+def test_a_reader_that_went_away_is_exit_141_not_an_internal_error(args: tuple[str, ...]) -> None:
+    """`kvstack plan | head`: the pipe's reader is gone before kvstack writes (read end closed first).
+    (Not `--help`: argparse swallows its own write errors.)"""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "kvstack.cli", *args],
+            cwd=Path(__file__).resolve().parents[1],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 141, proc.stderr
+    assert proc.stderr == "", proc.stderr
