@@ -24,6 +24,7 @@ from pathlib import Path
 import httpx
 import yaml
 
+from kvstack.contract.scale_out import SCALE_OUT_FLAG
 from kvstack.local import install, memory
 from kvstack.local import state as st
 from kvstack.local.prometheus_config import prometheus_config
@@ -107,6 +108,9 @@ def vllm_argv(settings: LocalStackSettings, model_dir: Path, port: int) -> list[
     if v.enforce_eager:
         argv.append("--enforce-eager")
     argv += ["--shutdown-timeout", str(v.shutdown_timeout_s)]
+    if settings.engine_scale_out:
+        # the render routes vllm-router's cache_aware reads token ids from (kvstack.contract.scale_out)
+        argv.append(SCALE_OUT_FLAG)
     return argv
 
 

