@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -236,6 +237,114 @@ def test_router_serves_streams_and_prometheus_scrapes_every_part(fleet: st.Stack
     ]
     assert fleet.router_metrics_url is not None
     assert "vllm_router_" in httpx.get(fleet.router_metrics_url, timeout=10).text
+
+
+# The routing proof (issue 9's "done when"): verify through the fleet's cache_aware router passes its
+# routing check, and through a round_robin router in front of the same two engines the check fails. The
+# routing workload is the default (16 sessions x 4 turns); what the routing check does not need is cut:
+# the prefix check's use-case table, the plots, and the sweep beyond concurrency 4 (through round_robin
+# the two engines keep gaining throughput and the sweep climbs to c512: 90 s more on 2 cores). The
+# routing sessions carry fresh nonces, so the second run finds none of the first run's sessions cached.
+VERIFY_ROUTING_FLAGS = (
+    "--no-use-cases",
+    "--no-plots",
+    "--quiet",
+    "--sweep-max",
+    "4",
+    "--output-tokens",
+    "16",
+)
+# the checks whose verdict depends on where the router sends each request
+ROUTING_DEPENDENT_CHECKS = {"routing", "prefix_caching"}
+
+
+def _verify_through(endpoint: str, fleet: st.StackState, out: Path) -> tuple[int, dict[str, Any], str]:
+    engine_metrics = [arg for url in fleet.engine_metrics_urls for arg in ("--engine-metrics", url)]
+    started = time.monotonic()
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kvstack.cli",
+            "verify",
+            "--endpoint",
+            endpoint,
+            *engine_metrics,
+            "--out",
+            str(out),
+            *VERIFY_ROUTING_FLAGS,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=400,
+        check=False,
+    )
+    report = json.loads((out / "verify-report.json").read_text())
+    routing = {c["name"]: c for c in report["checks"]}["routing"]
+    figures = routing["figures"]
+    print(
+        f"verify through {endpoint}: exit {proc.returncode} in {time.monotonic() - started:.0f} s; routing "
+        f"{routing['verdict']}: efficiency {figures['efficiency']}, hit ratio {figures['hit_ratio']}, "
+        f"reusable {figures['reusable_share']}, shares {figures['engine_shares']}"
+    )
+    return proc.returncode, report, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+def _router_decisions(metrics_url: str) -> str:
+    text = httpx.get(metrics_url, timeout=10).text
+    return " ".join(line for line in text.splitlines() if line.startswith("vllm_router_prefix_routing"))
+
+
+@pytest.mark.live
+@pytest.mark.timeout(600)
+def test_verify_through_the_cache_aware_router_passes_its_routing_check(
+    fleet: st.StackState, tmp_path: Path
+) -> None:
+    code, report, output = _verify_through(fleet.endpoint, fleet, tmp_path / "cache_aware")
+    assert fleet.router_metrics_url is not None
+    print("router:", _router_decisions(fleet.router_metrics_url))
+    checks = {c["name"]: c for c in report["checks"]}
+    assert code == 0, [(c["name"], c["verdict"], c["reason"]) for c in report["checks"]] + [output]
+    routing = checks["routing"]
+    assert routing["verdict"] == "pass", routing["reason"]
+    figures = routing["figures"]
+    mark = report["config"]["routing"]["min_efficiency"]
+    assert figures["engines"] == 2
+    assert figures["efficiency"] >= mark
+    assert figures["requests_failed"] == 0
+    assert len(figures["engine_shares"]) == 2
+    assert all(share > 0 for share in figures["engine_shares"].values())
+
+
+@pytest.mark.live
+@pytest.mark.timeout(600)
+def test_verify_through_a_round_robin_router_fails_its_routing_check(
+    fleet: st.StackState, tmp_path: Path
+) -> None:
+    """The check can fail: the same two engines, another router in front, spreading each session's turns."""
+    settings = LocalStackSettings(
+        state_dir=fleet.state_dir, replicas=2, router=RouterSettings(policy="round_robin")
+    )
+    with stack.extra_router(settings, fleet.engine_urls, lambda m: print(f"[router] {m}")) as router:
+        code, report, output = _verify_through(router.url, fleet, tmp_path / "round_robin")
+    checks = {c["name"]: c for c in report["checks"]}
+    assert code == 1, output
+    routing = checks["routing"]
+    assert routing["verdict"] == "fail", routing["reason"]
+    figures = routing["figures"]
+    mark = report["config"]["routing"]["min_efficiency"]
+    assert figures["efficiency"] < mark
+    assert "efficiency" in routing["reason"]
+    assert all(share > 0 for share in figures["engine_shares"].values())
+    assert len(figures["engine_shares"]) == 2
+    # what failed is where requests went: the routing check, and the prefix check when a warm request
+    # lands on the other engine; every other check passed through the same router
+    failed = {name for name, c in checks.items() if c["verdict"] not in ("pass", "skipped")}
+    assert "routing" in failed
+    assert failed <= ROUTING_DEPENDENT_CHECKS, [(n, checks[n]["reason"]) for n in failed]
+    assert not st.is_alive(router.record)  # the extra router is gone, the fleet's own one untouched
+    assert fleet.router is not None
+    assert st.is_alive(fleet.router)
 
 
 @pytest.mark.live
