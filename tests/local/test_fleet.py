@@ -241,17 +241,23 @@ def test_router_serves_streams_and_prometheus_scrapes_every_part(fleet: st.Stack
 
 # The routing proof (issue 9's "done when"): verify through the fleet's cache_aware router passes its
 # routing check, and through a round_robin router in front of the same two engines the check fails.
-# 3 turns per session, not the default 4: round robin loses a session's cached history only the first time
-# a turn lands on the engine the session has not visited yet, so each further turn pulls its efficiency up
-# towards the 0.8 mark (measured here with 4 turns: 0.73, 0.75, 0.82); with 3 turns it expects about 0.63,
-# while cache_aware keeps about 0.95-1.0. What the routing check does not need is cut: the prefix check's
-# use-case table, the plots, the sweep beyond concurrency 4 (through round_robin the two engines keep
-# gaining throughput and the sweep climbs to c512: 90 s more on 2 cores) and half the batching check's
-# output tokens. Each session's context starts with a fresh nonce, so the second run finds none of the
-# first run's sessions cached.
+#
+# The pass mark is 0.9 here, not the default 0.8. Round robin alternates strictly in arrival order, so
+# which engine a session's next turn lands on follows how the turn's concurrent requests happen to reach
+# the router, not a coin flip: on this box round_robin measured 0.68-0.82 with 16 sessions (3 or 4 turns)
+# and 0.86 once with 2 turns, i.e. on both sides of 0.8, while cache_aware (with --enable-scale-out)
+# measured 0.94-1.00 in 8 runs. 0.9 sits in the gap with room on both sides. 16 sessions x 3 turns (the
+# default is 4): more sessions met "connect timed out" through the router on 2 cores, and a 4th turn only
+# adds time. What the routing check does not need is cut: the prefix check's use-case table, the plots,
+# the sweep beyond concurrency 4 (through round_robin the two engines keep gaining throughput and the
+# sweep climbs to c512: 90 s more on 2 cores) and half the batching check's output tokens. Each session's
+# context starts with a fresh nonce, so the second run finds none of the first run's sessions cached.
+ROUTING_PASS_MARK = 0.9
 VERIFY_ROUTING_FLAGS = (
     "--routing-turns",
     "3",
+    "--min-routing-efficiency",
+    str(ROUTING_PASS_MARK),
     "--no-use-cases",
     "--no-plots",
     "--quiet",
@@ -315,6 +321,7 @@ def test_verify_through_the_cache_aware_router_passes_its_routing_check(
     assert routing["verdict"] == "pass", routing["reason"]
     figures = routing["figures"]
     mark = report["config"]["routing"]["min_efficiency"]
+    assert mark == ROUTING_PASS_MARK
     assert figures["engines"] == 2
     assert figures["efficiency"] >= mark
     assert figures["requests_failed"] == 0
@@ -339,6 +346,7 @@ def test_verify_through_a_round_robin_router_fails_its_routing_check(
     assert routing["verdict"] == "fail", routing["reason"]
     figures = routing["figures"]
     mark = report["config"]["routing"]["min_efficiency"]
+    assert mark == ROUTING_PASS_MARK
     assert figures["efficiency"] < mark
     assert "efficiency" in routing["reason"]
     assert all(share > 0 for share in figures["engine_shares"].values())
