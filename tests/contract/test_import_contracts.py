@@ -26,6 +26,7 @@ BREAKAGES: dict[str, tuple[str, str]] = {
     "contract-imports-nothing-of-ours": ("contract/kube.py", "import kvstack.monitoring.alerts.rules"),
     "contract-on-core-dependencies": ("contract/types.py", "import kubernetes_validate"),
     "bench-without-deploy-side": ("bench/metrics.py", "import pulumi"),
+    "local-on-core-dependencies": ("local/settings.py", "import pulumi"),
     "pure-cores-without-pulumi": ("infra/lint.py", "import pulumi_kubernetes"),
     "rules-without-grafana-sdk": ("monitoring/alerts/rules.py", "import grafana_foundation_sdk"),
     "dashboards-loader-without-grafana-sdk": (

@@ -339,6 +339,43 @@ BAD_STACKS: list[BadStack] = [
         "two list elements",
         _extra_args("--seed 1"),
     ),
+    # engines that cannot serve the render routes a cache_aware router reads (or would refuse the flag)
+    BadStack(
+        "scale-out-undecidable-0-29",
+        "kvstack:router.engine_scale_out",
+        "cannot be decided from image.tag 'v0.29.1'",
+        _set("image", tag="v0.29.1"),
+    ),
+    BadStack(
+        "scale-out-undecidable-digest-only",
+        "kvstack:router.engine_scale_out",
+        "a digest-only image",
+        _set("image", tag=None, digest="sha256:" + "ab" * 32),
+    ),
+    BadStack(
+        "scale-out-undecidable-build-tag",
+        "kvstack:router.engine_scale_out",
+        "image.tag 'v0.30.1-cu128'",
+        _set("image", tag="v0.30.1-cu128"),
+    ),
+    BadStack(
+        "scale-out-on-old-vllm",
+        "kvstack:router.engine_scale_out",
+        "does not know --enable-scale-out",
+        _set("router", engine_scale_out=True),
+    ),
+    BadStack(
+        "scale-out-off-on-new-vllm",
+        "kvstack:router.engine_scale_out",
+        "silently falls back to load balancing",
+        _then(_set("image", tag="v0.32.0"), _set("router", engine_scale_out=False)),
+    ),
+    BadStack(
+        "extra-arg-scale-out",
+        "kvstack:engine.extra_args",
+        "kvstack:router.engine_scale_out",
+        _extra_args("--enable_scale_out"),
+    ),
     # what used to crash
     BadStack("stack-file-utf16", "file", "UTF-16", write=_utf16),
     BadStack("stack-file-latin1", "file", "not UTF-8 text (byte 0xe9", write=_latin1),

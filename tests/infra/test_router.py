@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from kvstack.contract.scale_out import SCALE_OUT_FLAG
 from kvstack.infra.config import ConfigError, StackConfig, load_stack
 from kvstack.infra.config.sections.router import POLICIES, router_enabled
 from kvstack.infra.lint import Finding, lint
@@ -22,7 +23,7 @@ from kvstack.infra.manifests.names import (
 )
 from kvstack.infra.schema import KUBE_VERSIONS, validate, validate_all
 from kvstack.infra.stack import build_stack
-from tests.infra.infra_stacks import DATA_DIR, PROJECT_DIR, example_config, example_plan
+from tests.infra.infra_stacks import DATA_DIR, PROJECT_DIR, example_config, example_plan, stack_document
 
 ROUTER_FIXTURE = DATA_DIR / "vllm-router-0.1.17.metrics.txt"
 
@@ -113,6 +114,75 @@ def test_a_bad_router_field_is_named(
         load_stack("bad", folder)
     assert field in caught.value.fields, str(caught.value)
     assert message in str(caught.value)
+
+
+# ------------------------------------------------------------------- the engines' render routes (scale-out)
+
+
+def _stack(**sections: dict[str, Any]) -> StackConfig:
+    """The prod stack with some sections' fields replaced, validated as a stack file would be."""
+    config = stack_document("prod")["config"]
+    for section, values in sections.items():
+        config.setdefault(f"kvstack:{section}", {}).update(values)
+    return StackConfig.model_validate(config, context={"base_dir": PROJECT_DIR})
+
+
+def _engine_args(config: StackConfig) -> list[str]:
+    (container,) = _engine(config, "Deployment")["spec"]["template"]["spec"]["containers"]
+    return [*container.get("command", []), *container["args"]]
+
+
+@pytest.mark.parametrize(
+    ("sections", "flagged"),
+    [
+        # the default image, vLLM 0.26.0: the render routes are built in and the flag would stop vLLM
+        ({}, False),
+        ({"image": {"tag": "v0.28.3"}}, False),
+        # vLLM >= 0.30 behind cache_aware: only the flag registers the routes
+        ({"image": {"tag": "v0.30.0"}}, True),
+        ({"image": {"tag": "v0.32.0"}}, True),
+        # a policy that reads no token ids, or no router at all: nothing to serve
+        ({"image": {"tag": "v0.32.0"}, "router": {"policy": "round_robin"}}, False),
+        ({"image": {"tag": "v0.32.0"}, "router": {"enabled": False}}, False),
+        # what the tag cannot say, said explicitly
+        ({"image": {"tag": "v0.29.1"}, "router": {"engine_scale_out": True}}, True),
+        ({"image": {"tag": "v0.29.1"}, "router": {"engine_scale_out": False}}, False),
+        (
+            {"image": {"tag": None, "digest": "sha256:" + "cd" * 32}, "router": {"engine_scale_out": True}},
+            True,
+        ),
+    ],
+)
+def test_the_engine_deployment_serves_render_routes_for_a_cache_aware_router(
+    sections: dict[str, dict[str, Any]], flagged: bool
+) -> None:
+    config = _stack(**sections)
+    args = _engine_args(config)
+    assert (SCALE_OUT_FLAG in args) is flagged, args
+    assert args.count(SCALE_OUT_FLAG) <= 1
+    # and the rendered Deployment is still one the API server takes
+    assert validate(_engine(config, "Deployment"), KUBE_VERSIONS[-1:]) == []
+
+
+def test_an_undecidable_engine_image_names_the_field_and_the_way_out(
+    write_stack: Callable[..., Path],
+) -> None:
+    folder = write_stack("rc", edit=lambda c: c["kvstack:image"].update(tag="v0.29.1"))
+    with pytest.raises(ConfigError) as caught:
+        load_stack("rc", folder)
+    message = " ".join(str(caught.value).split())
+    assert caught.value.fields == ["kvstack:router.engine_scale_out"]
+    assert "Pulumi.rc.yaml (stack rc)" in message
+    assert "true if the image is vLLM >= 0.30, false if it is <= 0.28" in message
+    # a router policy that reads no token ids does not care which vLLM it is
+    folder = write_stack(
+        "rr",
+        edit=lambda c: (
+            c["kvstack:image"].update(tag="v0.29.1"),
+            c["kvstack:router"].update(policy="round_robin"),
+        ),
+    )
+    assert SCALE_OUT_FLAG not in _engine_args(load_stack("rr", folder)[1])
 
 
 # --------------------------------------------------------------------------------------------- manifests

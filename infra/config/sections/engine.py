@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, field_validator
 
+from kvstack.contract.scale_out import SCALE_OUT_FLAGS
 from kvstack.infra.config.types import Strict
 
 # vLLM flags that the stack config owns; extra_args may not repeat them (in any spelling vLLM accepts).
@@ -33,6 +34,7 @@ MANAGED_FLAGS = frozenset(
         "--download-dir",
         "--shutdown-timeout",
     }
+    | SCALE_OUT_FLAGS  # from kvstack:router.engine_scale_out (what the router's policy needs)
 )
 # Environment variables that the manifests set themselves.
 MANAGED_ENV = frozenset(
@@ -95,6 +97,12 @@ class EngineSpec(Strict):
     def _not_managed(cls, value: list[str]) -> list[str]:
         for arg in value:
             flag = flag_name(arg)
+            if flag in SCALE_OUT_FLAGS:
+                raise ValueError(
+                    f"{flag} ({arg!r}) is set from kvstack:router.engine_scale_out, which checks it against "
+                    "the image's vLLM release and the router policy; remove it from extra_args and set "
+                    "that field instead"
+                )
             if flag in MANAGED_FLAGS:
                 raise ValueError(
                     f"{flag} ({arg!r}) is set from the typed config (kvstack:engine / kvstack:model); "

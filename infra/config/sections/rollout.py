@@ -6,7 +6,11 @@ from pydantic import Field, model_validator
 
 from kvstack.infra.config.errors import cross_check_error
 from kvstack.infra.config.types import AnnotationMap, LabelMap, Strict, SubdomainName
-from kvstack.infra.drain import drain_problem
+from kvstack.infra.drain import (
+    DEFAULT_PRE_STOP_SLEEP_SECONDS,
+    DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS,
+    drain_problem,
+)
 
 
 class RolloutSpec(Strict):
@@ -15,8 +19,10 @@ class RolloutSpec(Strict):
     replicas: int = Field(default=1, ge=0, le=1000, description="replicas when scaling.mode is none")
     max_surge: int = Field(default=0, ge=0, description="extra pods during a rollout (each needs GPUs)")
     max_unavailable: int = Field(default=1, ge=0)
-    pre_stop_sleep_seconds: int = Field(default=30, ge=0, le=3600)
-    termination_grace_period_seconds: int = Field(default=130, ge=1, le=7200)
+    pre_stop_sleep_seconds: int = Field(default=DEFAULT_PRE_STOP_SLEEP_SECONDS, ge=0, le=3600)
+    termination_grace_period_seconds: int = Field(
+        default=DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS, ge=1, le=7200
+    )
     pdb_max_unavailable: int = Field(default=1, ge=1)
     priority_class_name: SubdomainName | None = None
     pod_labels: LabelMap = Field(default_factory=dict)

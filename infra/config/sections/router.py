@@ -25,6 +25,14 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator
 
+from kvstack.contract.scale_out import (
+    FIRST_NEEDING_FLAG,
+    LAST_ALWAYS_RENDERING,
+    SCALE_OUT_FLAG,
+    needs_scale_out_flag,
+    policy_needs_render,
+    release_version,
+)
 from kvstack.infra.config.types import K8sName, LabelMap, Quantity, Strict, SubdomainName
 
 if TYPE_CHECKING:
@@ -135,6 +143,11 @@ class RouterSection(Strict):
     priority_class_name: SubdomainName | None = None
     node_selector: LabelMap = Field(default_factory=dict)
     extra_args: list[str] = Field(default_factory=list, description="more vllm-router flags")
+    engine_scale_out: bool | None = Field(
+        default=None,
+        description="pass --enable-scale-out to the engines (the render routes cache_aware reads token ids "
+        "from); unset: decided from image.tag when the router is on with cache_aware",
+    )
 
     @field_validator("extra_args")
     @classmethod
@@ -153,10 +166,84 @@ def router_enabled(config: StackConfig) -> bool:
     return config.max_pods > 1
 
 
+def routes_by_render(config: StackConfig) -> bool:
+    """Is the router tier on with a policy that asks the engines to render prompts (cache_aware)?"""
+    return router_enabled(config) and policy_needs_render(config.router.policy)
+
+
+def image_needs_scale_out(config: StackConfig) -> bool | None:
+    """What the engine image's release tag says (kvstack.contract.scale_out): False for vLLM <= 0.28,
+    True for >= 0.30, None when it cannot tell (0.29.x, a digest-only image, a tag that is no release)."""
+    tag = config.image.tag
+    release = release_version(tag) if tag else None
+    return None if release is None else needs_scale_out_flag(release)
+
+
+def engine_scale_out(config: StackConfig) -> bool:
+    """Does the engine Deployment pass ``--enable-scale-out``? ``router.engine_scale_out`` when set; unset,
+    only behind a cache_aware router and with an image whose tag says it needs the flag. (A stack whose
+    image cannot tell is refused by :func:`scale_out_checks` before any manifest is built.)"""
+    explicit = config.router.engine_scale_out
+    if explicit is not None:
+        return explicit
+    return routes_by_render(config) and image_needs_scale_out(config) is True
+
+
+def _versions(minor: tuple[int, int]) -> str:
+    return f"{minor[0]}.{minor[1]}"
+
+
+def scale_out_checks(config: StackConfig) -> list[tuple[str, str]]:
+    """``router.engine_scale_out`` against the engine image and the router policy.
+
+    vllm-router's cache_aware asks each engine for token ids (``/v1/completions/render``); vLLM >= 0.30
+    serves that only with ``--enable-scale-out``, and without it the router silently falls back to load
+    balancing. vLLM <= 0.28 serves it always and refuses the flag (argparse exits, the pod crash-loops).
+    """
+    field = "kvstack:router.engine_scale_out"
+    explicit, needed = config.router.engine_scale_out, image_needs_scale_out(config)
+    old, new = _versions(LAST_ALWAYS_RENDERING), _versions(FIRST_NEEDING_FLAG)
+    image = f"image {config.image.reference}"
+    if explicit is True and needed is False:
+        return [
+            (
+                field,
+                f"is true but {image} is vLLM <= {old}, which serves the render routes always and does not "
+                f"know {SCALE_OUT_FLAG}: vLLM would refuse to start; set it false or leave it unset",
+            )
+        ]
+    if not routes_by_render(config):
+        return []
+    policy = f"router.policy {config.router.policy}"
+    if explicit is False and needed is True:
+        return [
+            (
+                field,
+                f"is false but {image} is vLLM >= {new}, which serves the render routes that {policy} reads "
+                f"token ids from only with {SCALE_OUT_FLAG}; without them the router silently falls back "
+                "to load balancing and the fleet loses its prefix-cache hits. Leave it unset (or true), or "
+                "choose a policy that does not read them (e.g. round_robin)",
+            )
+        ]
+    if explicit is None and needed is None:
+        tag = f"image.tag {config.image.tag!r}" if config.image.tag else "a digest-only image"
+        return [
+            (
+                field,
+                f"cannot be decided from {tag}: {policy} reads token ids from the engines' render routes, "
+                f"which vLLM <= {old} serves always and vLLM >= {new} only with {SCALE_OUT_FLAG} (0.29 is "
+                "not known). Set it explicitly: true if the image is vLLM >= "
+                f"{new}, false if it is <= {old}. Unset, the router could silently fall back to load "
+                "balancing, or vLLM could refuse the flag and not start",
+            )
+        ]
+    return []
+
+
 def router_cross_checks(config: StackConfig) -> list[tuple[str, str]]:
     """Rules of the router section that need the rest of the stack: ``(field, message)`` pairs."""
     router = config.router
-    issues: list[tuple[str, str]] = []
+    issues: list[tuple[str, str]] = scale_out_checks(config)
     if not router_enabled(config):
         return issues
     if router.image is None:
