@@ -13,6 +13,7 @@ from kvstack.infra.config import ConfigError, StackConfig, load_stack
 from kvstack.infra.config.sections.router import POLICIES, router_enabled
 from kvstack.infra.lint import Finding, lint
 from kvstack.infra.manifests import build_manifests
+from kvstack.infra.manifests.monitoring import effective_thresholds, prometheus_rule
 from kvstack.infra.manifests.names import (
     router_scrape_job,
     router_selector_labels,
@@ -428,3 +429,30 @@ def test_lint_fails_router_probes_on_the_engine_health_path() -> None:
     assert _failures(bodies) == [
         "router-probes: Deployment/vllm-router: readinessProbe must GET /readiness or /liveness on port 8000"
     ]
+
+
+# ------------------------------------------------------------------------------------------------ alerts
+
+
+def test_the_rules_of_a_stack_with_a_router_alert_on_its_router_job_and_not_as_engines() -> None:
+    """The PrometheusRule of a stack with a router carries the router alerts on the router's own job, and
+    its engine alerts exclude that job (a ServiceMonitor names it `vllm-router`, which a loose engine
+    regex would take)."""
+    prod = example_config("prod")
+    assert router_enabled(prod)
+    thresholds = effective_thresholds(prod)
+    assert thresholds.router_alerts
+    assert thresholds.router_job_regex == router_scrape_job(prod) == "vllm-router"
+    rules = {r.get("alert"): r for g in prometheus_rule(prod)["spec"]["groups"] for r in g["rules"]}
+    assert 'up{job=~"vllm-router"}' in rules["VLLMRouterDown"]["expr"]
+    assert 'job!~"vllm-router"' in rules["VLLMEngineDown"]["expr"]
+    assert "VLLMFleetPrefixHitRatioCollapsed" in rules
+
+
+def test_the_rules_of_a_stack_without_a_router_have_no_router_alerts() -> None:
+    dev = example_config("dev")
+    assert not router_enabled(dev)
+    assert not effective_thresholds(dev).router_alerts
+    alerts = {r.get("alert") for g in prometheus_rule(dev)["spec"]["groups"] for r in g["rules"]}
+    assert "VLLMEngineDown" in alerts
+    assert not {a for a in alerts if a and ("Router" in a or "Fleet" in a)}

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from kvstack.bench.sse import SseTally
@@ -63,6 +64,26 @@ def test_prometheus_scrapes_every_replica_and_the_router() -> None:
     assert [t["labels"]["pod"] for t in vllm_job["static_configs"]] == ["vllm-local-0", "vllm-local-1"]
     assert router_job["job_name"] == "kvstack-router"
     assert router_job["static_configs"][0]["targets"] == ["127.0.0.1:9000"]
+
+
+def _loaded_alerts(settings: LocalStackSettings) -> set[str]:
+    (path,) = stack._rule_files(settings)
+    document = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    return {r["alert"] for g in document["groups"] for r in g["rules"] if "alert" in r}
+
+
+def test_prometheus_loads_the_router_alerts_only_in_front_of_a_router(tmp_path: Path) -> None:
+    fleet = LocalStackSettings(state_dir=tmp_path, replicas=2, router=RouterSettings(policy="cache_aware"))
+    single = LocalStackSettings(state_dir=tmp_path)
+    router_alerts = {
+        "VLLMRouterDown",
+        "VLLMRouterPrefixRoutingWithoutTokens",
+        "VLLMFleetPrefixHitRatioCollapsed",
+    }
+    assert router_alerts <= _loaded_alerts(fleet)
+    alone = _loaded_alerts(single)
+    assert not alone & router_alerts
+    assert _loaded_alerts(fleet) - alone == router_alerts
 
 
 def test_router_argv_binds_loopback_with_metrics_and_a_short_health_interval(tmp_path: Path) -> None:
