@@ -186,7 +186,20 @@ def test_every_other_expression_is_held_to_returning_data() -> None:
 
 
 def test_may_be_empty_matchers_are_narrow() -> None:
-    assert set(MAY_BE_EMPTY_MATCHERS) == {'status="5xx"'}
+    assert set(MAY_BE_EMPTY_MATCHERS) == {'status="5xx"', 'outcome="missing_tokens"'}
+
+
+def test_only_router_series_are_excused_without_a_router() -> None:
+    """Without a router, the live proof excuses exactly the selectors of vllm_router_ series and of `up` of
+    the router's job; engine selectors (`job!~` the router) are never among them."""
+    for e in shipped_expressions():
+        for s in e.router_selectors:
+            assert s.name.startswith("vllm_router_") or (s.name == "up" and 'job=~".*router.*"' in s.matchers)
+        engine_up = [s for s in e.selectors if s.name == "up" and 'job!~".*router.*"' in s.matchers]
+        assert not set(map(str, engine_up)) & set(map(str, e.router_selectors)), e.origin
+    excused = {e.origin for e in shipped_expressions() if e.router_selectors}
+    assert any("VLLMRouterDown" in o for o in excused)
+    assert not any("VLLMEngineDown" in o or "VLLMFleetPrefixHitRatioCollapsed" in o for o in excused)
 
 
 def test_context_default_fills_everything() -> None:
