@@ -22,13 +22,13 @@ import yaml
 
 from kvstack.contract.kube import KUBE_STATE_METRICS_SERIES
 from kvstack.contract.metrics import vllm_metric_names
-from kvstack.contract.router import is_router_name
 from kvstack.contract.promql import (
     VectorSelector,
     expand_recording_rules,
     label_values_selector,
     vector_selectors,
 )
+from kvstack.contract.router import is_router_name
 from kvstack.monitoring.alerts.autoscaling import (
     keda_triggers,
     prometheus_adapter_rules,
