@@ -16,7 +16,7 @@ from typing import Any, Literal
 from kvstack.contract import kube
 from kvstack.contract import metrics as m
 from kvstack.contract import signals as q
-from kvstack.contract.promql import UP, by, job_matcher, number, selector
+from kvstack.contract.promql import UP, by, engine_job_matcher, job_matcher, number, selector
 from kvstack.contract.yaml_text import dump_yaml
 from kvstack.monitoring.alerts.thresholds import AlertThresholds
 
@@ -46,6 +46,12 @@ class Record:
     PREEMPTIONS_RATE_BY_POD = "namespace_pod_model:vllm_num_preemptions:rate5m"
     HTTP_5XX_RATIO = "namespace_job:vllm_http_5xx:ratio_rate5m"
     REQUEST_ERROR_RATIO = "namespace_model:vllm_request_errors:ratio_rate5m"
+    REQUESTS_RATE_BY_POD = "namespace_pod_model:vllm_requests:rate5m"
+    PREFIX_CACHE_HIT_RATIO_BY_POD = "namespace_pod_model:vllm_prefix_cache_hits:ratio_rate5m"
+
+
+FLEET_LABELS = q.MODEL_LABELS  # a fleet: every pod serving one model in one namespace
+FLEET_MIN_PODS = 2  # below two pods no routing decision can move a session's prefix away
 
 
 def recording_rules() -> list[dict[str, str]]:
@@ -66,6 +72,8 @@ def recording_rules() -> list[dict[str, str]]:
         (Record.PREFIX_CACHE_HIT_RATIO, q.prefix_cache_hit_ratio(WINDOW)),
         (Record.PREEMPTIONS_RATE_BY_POD, q.sum_rate(m.PREEMPTIONS, WINDOW, labels=q.POD_LABELS)),
         (Record.REQUEST_ERROR_RATIO, q.request_error_ratio(WINDOW)),
+        (Record.REQUESTS_RATE_BY_POD, q.sum_rate(m.REQUEST_SUCCESS, WINDOW, labels=q.POD_LABELS)),
+        (Record.PREFIX_CACHE_HIT_RATIO_BY_POD, q.prefix_cache_hit_ratio(WINDOW, labels=q.POD_LABELS)),
     ]
     return [{"record": name, "expr": expr} for name, expr in rules]
 
@@ -73,7 +81,7 @@ def recording_rules() -> list[dict[str, str]]:
 def _http_5xx_recording_rule(t: AlertThresholds) -> dict[str, str]:
     return {
         "record": Record.HTTP_5XX_RATIO,
-        "expr": q.http_5xx_ratio(WINDOW, job_matcher(t.scrape_job_regex)),
+        "expr": q.http_5xx_ratio(WINDOW, engine_job_matcher(t.scrape_job_regex, t.router_job_regex)),
     }
 
 
@@ -86,13 +94,14 @@ class AlertSpec:
     summary: str
     description: str
     runbook: str  # file name in docs/runbooks/, without .md
+    component: str = "vllm"  # "router": the router tier's alerts
 
     def rule(self, runbook_base_url: str) -> dict[str, Any]:
         return {
             "alert": self.name,
             "expr": self.expr,
             "for": self.for_,
-            "labels": {"severity": self.severity, "component": "vllm"},
+            "labels": {"severity": self.severity, "component": self.component},
             "annotations": {
                 "summary": self.summary,
                 "description": self.description,
@@ -103,7 +112,7 @@ class AlertSpec:
 
 def alert_specs(t: AlertThresholds) -> list[AlertSpec]:
     """Every kvstack alert with its condition, ``for:``, severity and texts."""
-    job = job_matcher(t.scrape_job_regex)
+    job = engine_job_matcher(t.scrape_job_regex, t.router_job_regex)
     pod = "{{ $labels.namespace }}/{{ $labels.pod }}"
     model = "{{ $labels.namespace }}/{{ $labels.model_name }}"
     return [
@@ -256,6 +265,102 @@ def alert_specs(t: AlertThresholds) -> list[AlertSpec]:
                 "or the prompts' shared prefix changed."
             ),
             runbook="vllm-prefix-cache-hit-rate-collapsed",
+        ),
+        *(router_alert_specs(t) if t.router_alerts else []),
+    ]
+
+
+def _and_on(labels: tuple[str, ...], clauses: list[str]) -> str:
+    joined = f"\nand on ({by(labels)})\n".join("(\n  " + c.replace("\n", "\n  ") + "\n)" for c in clauses)
+    return joined
+
+
+def fleet_prefix_collapse_clauses(t: AlertThresholds) -> dict[str, str]:
+    """The conditions of VLLMFleetPrefixHitRatioCollapsed, each by (namespace, model_name), in the order
+    the alert joins them; the first one's value (the fleet's ratio now) is the alert's value.
+
+    collapsed: the fleet's ratio over 5m is under ``drop`` x its own ratio over the baseline window (which
+    ends ``baseline_offset`` ago, so that the collapse itself does not lower the bar at once);
+    on_every_pod: so is the best pod's, so one pod that lost its cache (restart, KV pressure: the per-pod
+    alerts' business) cannot fire it; fleet: at least two pods serve (not idle, and routing can matter);
+    traffic_holds: the quietest pod still gets ``fleet_request_share_floor`` of the mean per-pod request
+    rate, so a pod that is down or drained (VLLMEngineDown's business) cannot fire it either.
+    """
+    labels = by(FLEET_LABELS)
+    baseline = q.prefix_cache_hit_ratio(
+        t.fleet_prefix_hit_ratio_baseline, offset=t.fleet_prefix_hit_ratio_baseline_offset
+    )
+    bar = f"{number(t.fleet_prefix_hit_ratio_drop)} * (\n  {baseline.replace(chr(10), chr(10) + '  ')}\n)"
+    rate = Record.REQUESTS_RATE_BY_POD
+    return {
+        "collapsed": f"{Record.PREFIX_CACHE_HIT_RATIO}\n<\n{bar}",
+        "on_every_pod": f"max by ({labels}) ({Record.PREFIX_CACHE_HIT_RATIO_BY_POD})\n<\n{bar}",
+        "fleet": f"count by ({labels}) ({rate} > 0) >= {FLEET_MIN_PODS}",
+        "traffic_holds": (
+            f"min by ({labels}) ({rate})\n>=\n"
+            f"{number(t.fleet_request_share_floor)} * avg by ({labels}) ({rate})"
+        ),
+    }
+
+
+def router_alert_specs(t: AlertThresholds) -> list[AlertSpec]:
+    """The router tier's alerts (left out when ``router_alerts`` is off: a stack without a router)."""
+    router_up = selector(UP, job_matcher(t.router_job_regex))
+    router_job = "{{ $labels.job }} (namespace {{ $labels.namespace }})"
+    model = "{{ $labels.namespace }}/{{ $labels.model_name }}"
+    return [
+        AlertSpec(
+            name="VLLMRouterDown",
+            expr=f"sum by ({by(q.ROUTER_LABELS)}) ({router_up}) == 0\nor\nabsent({router_up})",
+            for_=t.router_down_for,
+            severity="critical",
+            summary="No vllm-router target is up: clients of the router get no answer.",
+            description=(
+                f"{{{{ if $labels.job }}}}Every target of router job {router_job} has failed its scrape"
+                f"{{{{ else }}}}Prometheus has no target of a scrape job matching /{t.router_job_regex}/"
+                f"{{{{ end }}}} for {t.router_down_for}. The engines may be fine; the endpoint clients use "
+                "is not."
+            ),
+            runbook="vllm-router-down",
+            component="router",
+        ),
+        AlertSpec(
+            name="VLLMRouterPrefixRoutingWithoutTokens",
+            expr=(
+                f"{q.router_missing_tokens_ratio(WINDOW, job_matcher(t.router_job_regex))}\n"
+                f"> {number(t.router_missing_tokens_ratio)}"
+            ),
+            for_=t.router_missing_tokens_for,
+            severity="warning",
+            summary="The cache-aware router routes without the prompts' tokens: prefix routing is off.",
+            description=(
+                f"More than {t.router_missing_tokens_ratio:.0%} of the {{{{ $labels.policy }}}} decisions of "
+                f"router {router_job} have been taken without the prompt's tokens (outcome "
+                f'"missing_tokens") for {t.router_missing_tokens_for} '
+                "(now {{ $value | humanizePercentage }}). The engines do not serve /v1/completions/render "
+                "(vLLM without --enable-scale-out), so the router balances load instead of keeping "
+                "prefixes on the pod that caches them."
+            ),
+            runbook="vllm-router-prefix-routing-without-tokens",
+            component="router",
+        ),
+        AlertSpec(
+            name="VLLMFleetPrefixHitRatioCollapsed",
+            expr=_and_on(FLEET_LABELS, list(fleet_prefix_collapse_clauses(t).values())),
+            for_=t.fleet_prefix_hit_ratio_for,
+            severity="warning",
+            summary="The fleet's prefix-cache hit ratio collapsed while every pod still serves its share.",
+            description=(
+                f"The prefix-cache hit ratio of {model} over all its pods, and of its best pod, has been "
+                f"under {t.fleet_prefix_hit_ratio_drop:.0%} of the fleet's ratio over the "
+                f"{t.fleet_prefix_hit_ratio_baseline} before the last "
+                f"{t.fleet_prefix_hit_ratio_baseline_offset} for {t.fleet_prefix_hit_ratio_for} "
+                "(now {{ $value | humanizePercentage }}), while every pod still gets its share of the "
+                "requests: the traffic is there, but the router no longer sends a session's turns to the "
+                "pod that caches its prefix."
+            ),
+            runbook="vllm-fleet-prefix-hit-ratio-collapsed",
+            component="router",
         ),
     ]
 

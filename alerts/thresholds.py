@@ -53,8 +53,30 @@ class AlertThresholds(BaseModel):
     metrics_absent_for: Duration = "5m"
 
     # Which scrape jobs are vLLM (PodMonitor jobs are "<namespace>/<podmonitor>", ServiceMonitor jobs the
-    # Service name). Used where a metric name alone is not vLLM-specific (up, http_requests_total).
+    # Service name). Used where a metric name alone is not vLLM-specific (up, http_requests_total), always
+    # minus the router's jobs below: ".*vllm.*" alone would take a router scraped as "vllm-router".
     scrape_job_regex: str = Field(default=".*vllm.*", min_length=1, pattern=r'^[^"\\\n]+$')
+    # Which scrape jobs are vllm-router (infra sets the stack's; the local fleet's is "kvstack-router").
+    router_job_regex: str = Field(default=".*router.*", min_length=1, pattern=r'^[^"\\\n]+$')
+
+    # The router tier's alerts. False leaves them out: a stack without a router (infra sets it).
+    router_alerts: bool = True
+    # The router starts in seconds (no model to load): every target of a router job down this long means
+    # clients get no answer at all.
+    router_down_for: Duration = "2m"
+    # Share of cache-aware decisions taken without the prompt's tokens (outcome="missing_tokens"): the
+    # router cannot match prefixes and silently balances load instead.
+    router_missing_tokens_ratio: float = Field(default=0.5, gt=0, le=1)
+    router_missing_tokens_for: Duration = "10m"
+    # Fleet prefix-hit ratio collapsed: the fleet's 5m ratio (and every pod's) under this share of the
+    # fleet's own ratio over the baseline window, ending baseline_offset ago, while every pod still gets at
+    # least fleet_request_share_floor of the mean per-pod request rate. 0.75: cache_aware -> round_robin
+    # with two H200 replicas went 0.72 -> 0.49 (0.68 of it).
+    fleet_prefix_hit_ratio_drop: float = Field(default=0.75, gt=0, lt=1)
+    fleet_prefix_hit_ratio_baseline: Duration = "6h"
+    fleet_prefix_hit_ratio_baseline_offset: Duration = "1h"
+    fleet_request_share_floor: float = Field(default=0.5, gt=0, le=1)
+    fleet_prefix_hit_ratio_for: Duration = "15m"
     # Which HPAs scale vLLM (KEDA names its HPA "keda-hpa-<ScaledObject>"), for kube-state-metrics series.
     hpa_name_regex: str = Field(default=".*vllm.*", min_length=1, pattern=r'^[^"\\\n]+$')
 

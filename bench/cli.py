@@ -151,7 +151,7 @@ _VALUE_FLAGS: tuple[tuple[str, tuple[str, ...], type, str], ...] = (
         "--min-routing-efficiency",
         ("routing.min_efficiency",),
         float,
-        "routing pass mark: fleet prefix-hit ratio / reusable share (default 0.8)",
+        "routing pass mark: fleet prefix-hit ratio / reusable share (default 0.9)",
     ),
     ("--seed", ("seed",), int, "seed of the prompt texts and of the open-loop arrival schedules"),
     (

@@ -235,7 +235,7 @@ class RoutingCheck(_Strict):
         description="send each session's id (X-Session-ID header, OpenAI `user` field), as chat frontends do",
     )
     min_efficiency: float = Field(
-        default=0.8, gt=0, le=1, description="pass mark: fleet prefix-hit ratio / reusable share"
+        default=0.9, gt=0, le=1, description="pass mark: fleet prefix-hit ratio / reusable share"
     )
     min_engine_share_of_fair: float = Field(
         default=0.5, ge=0, le=1, description="every engine serves at least this x 1/N of the requests"

@@ -57,7 +57,7 @@ class RoutingWorkload:
 
 @dataclass(frozen=True, slots=True)
 class RoutingThresholds:
-    min_efficiency: float = 0.8  # hit ratio / reusable share
+    min_efficiency: float = 0.9  # hit ratio / reusable share
     min_engine_share_of_fair: float = 0.5  # every engine serves >= this x 1/N of the requests
     max_later_turn_ttft_ratio: float | None = None  # median TTFT of later turns / first turns
 

@@ -19,6 +19,7 @@ from grafana_foundation_sdk.models import dashboard as dashboard_models
 
 from kvstack.contract import kube
 from kvstack.contract import metrics as m
+from kvstack.contract import router as r
 from kvstack.monitoring.dashboards import DASHBOARD_UIDS, KV_CAPACITY_FILE, OVERVIEW_FILE
 from kvstack.monitoring.dashboards import panels as p
 
@@ -76,6 +77,16 @@ def hpa_variable() -> dashboard.QueryVariable:
     )
 
 
+def router_job_variable() -> dashboard.QueryVariable:
+    """The router's scrape jobs, read from its own series (".*" for All: only a router has them)."""
+    return _query_variable(
+        "router_job",
+        "Router job",
+        f'label_values({r.ACTIVE_WORKERS}{{namespace=~"$namespace"}}, job)',
+        all_value=".*",
+    )
+
+
 def _dashboard(
     uid: str,
     title: str,
@@ -109,7 +120,8 @@ def overview() -> dashboard.Dashboard:
     return _dashboard(
         DASHBOARD_UIDS[OVERVIEW_FILE],
         "kvstack / vLLM overview",
-        "Traffic, latency, saturation and autoscaling of the vLLM fleet (queries shared with the alerts).",
+        "Traffic, latency, saturation and autoscaling of the vLLM fleet, and the router in front of it "
+        "(queries shared with the alerts).",
         [
             ("Traffic", [p.requests_per_second, p.tokens_per_second, p.errors]),
             ("Latency", [p.time_to_first_token, p.inter_token_latency, p.end_to_end_latency]),
@@ -118,8 +130,21 @@ def overview() -> dashboard.Dashboard:
                 [p.running_and_waiting, p.kv_cache_usage_per_pod, p.prefix_cache_hit_rate, p.preemptions],
             ),
             ("Autoscaling", [p.replicas_vs_desired, p.autoscaler_inputs]),
+            (
+                "Router",
+                [
+                    p.router_requests_per_engine,
+                    p.requests_per_pod,
+                    p.router_decisions,
+                    p.router_without_tokens,
+                    p.router_in_flight,
+                    p.router_errors,
+                    p.router_workers,
+                    p.fleet_prefix_hit_ratio,
+                ],
+            ),
         ],
-        extra_variables=[hpa_variable()],
+        extra_variables=[hpa_variable(), router_job_variable()],
     )
 
 

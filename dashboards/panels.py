@@ -335,3 +335,100 @@ def queue_time() -> timeseries.Panel:
         "s",
         _quantile_queries(m.QUEUE_TIME),
     )
+
+
+# --- Router --------------------------------------------------------------------------------------------
+
+# The router's series have no model: they are picked by namespace and scrape job (its own variable).
+ROUTER = 'namespace=~"$namespace",job=~"$router_job"'
+
+
+def router_requests_per_engine() -> timeseries.Panel:
+    return timeseries_panel(
+        "Router: requests/s per engine",
+        "Requests vllm-router sent to each engine (worker: the engine's URL). A cache-aware router keeps a "
+        "session on one engine; the split follows the sessions, not an even share.",
+        "reqps",
+        [Query(q.router_requests_per_worker(RATE, ROUTER), "{{worker}}")],
+    )
+
+
+def router_decisions() -> timeseries.Panel:
+    return timeseries_panel(
+        "Router: routing decisions/s",
+        "Cache-aware decisions by outcome (missing_tokens: taken without the prompt's tokens, i.e. load "
+        "balancing), the engine each decision picked, and the router's attempts to get a prompt's tokens "
+        "from an engine by result (preparation_rejected/_unavailable: the engines do not serve render).",
+        "short",
+        [
+            Query(q.router_prefix_decisions(RATE, ROUTER), "{{policy}} {{outcome}}"),
+            Query(q.router_policy_decisions(RATE, ROUTER), "picked {{worker}}"),
+            Query(q.router_kv_routing_inputs(RATE, ROUTER), "tokens {{result}}"),
+        ],
+    )
+
+
+def router_without_tokens() -> timeseries.Panel:
+    return timeseries_panel(
+        "Router: decisions without tokens",
+        "Share of cache-aware decisions taken without the prompt's tokens. Near 100%: prefix routing is off "
+        "and the router only balances load (start vLLM with --enable-scale-out).",
+        "percentunit",
+        [Query(q.router_missing_tokens_ratio(RATE, ROUTER), "{{job}} {{policy}}")],
+        max_val=1,
+    )
+
+
+def router_in_flight() -> timeseries.Panel:
+    return timeseries_panel(
+        "Router: requests in flight per engine",
+        "Requests the router has sent to each engine and not yet seen answered: its view of each queue.",
+        "short",
+        [Query(q.router_running_per_worker(ROUTER), "{{worker}}")],
+    )
+
+
+def router_errors() -> timeseries.Panel:
+    return timeseries_panel(
+        "Router: errors/s",
+        "Requests the router answered with an error, by route and error type (an unknown model is a "
+        "non_retryable_error; no healthy engine shows here too).",
+        "reqps",
+        [Query(q.router_errors(RATE, ROUTER), "{{route}} {{error_type}}")],
+    )
+
+
+def router_workers() -> timeseries.Panel:
+    return timeseries_panel(
+        "Router: engines routed to and healthy",
+        "Engines the router routes to, and those its health check finds healthy. Below the replicas "
+        "reporting metrics: the router does not know every engine.",
+        "short",
+        [
+            Query(q.router_active_workers(ROUTER), "routed to {{job}}"),
+            Query(q.router_healthy_workers(ROUTER), "healthy {{job}}"),
+        ],
+    )
+
+
+def fleet_prefix_hit_ratio() -> timeseries.Panel:
+    return timeseries_panel(
+        "Prefix-cache hit rate: fleet and per pod",
+        "The fleet's hit ratio (every pod's tokens together) and each pod's. All falling together while "
+        "every pod still gets its requests: the router no longer keeps sessions on their pod.",
+        "percentunit",
+        [
+            Query(q.prefix_cache_hit_ratio(RATE, VLLM), "fleet {{model_name}}"),
+            Query(q.prefix_cache_hit_ratio(RATE, VLLM, q.POD_LABELS), "{{pod}}"),
+        ],
+        max_val=1,
+    )
+
+
+def requests_per_pod() -> timeseries.Panel:
+    return timeseries_panel(
+        "Requests/s per pod",
+        "Requests each engine finished per second: what the pods see of the router's split.",
+        "reqps",
+        [Query(q.sum_rate(m.REQUEST_SUCCESS, RATE, VLLM, q.POD_LABELS), "{{pod}}")],
+    )

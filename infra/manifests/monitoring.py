@@ -9,7 +9,14 @@ from typing import Any
 import yaml
 
 from kvstack.infra.config import StackConfig
-from kvstack.infra.manifests.names import PORT_NAME, common_labels, names_of, selector_labels
+from kvstack.infra.config.sections.router import router_enabled
+from kvstack.infra.manifests.names import (
+    PORT_NAME,
+    common_labels,
+    names_of,
+    router_scrape_job,
+    selector_labels,
+)
 from kvstack.monitoring.alerts.autoscaling import prometheus_adapter_rules
 from kvstack.monitoring.alerts.rules import rule_groups
 from kvstack.monitoring.alerts.thresholds import AlertThresholds
@@ -49,6 +56,10 @@ def effective_thresholds(config: StackConfig) -> AlertThresholds:
         update["scrape_job_regex"] = scrape_job(config)
     if "hpa_name_regex" not in alerts.model_fields_set:
         update["hpa_name_regex"] = hpa_name(config)
+    if "router_alerts" not in alerts.model_fields_set:
+        update["router_alerts"] = router_enabled(config)
+    if "router_job_regex" not in alerts.model_fields_set and router_enabled(config):
+        update["router_job_regex"] = router_scrape_job(config)
     # model_validate, not model_copy: the filled-in values go through the same validation
     return AlertThresholds.model_validate({**alerts.model_dump(exclude_unset=True), **update})
 

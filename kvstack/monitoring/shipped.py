@@ -28,11 +28,13 @@ from kvstack.contract.promql import (
     label_values_selector,
     vector_selectors,
 )
+from kvstack.contract.router import is_router_name
 from kvstack.monitoring.alerts.autoscaling import (
     keda_triggers,
     prometheus_adapter_rules,
     render_adapter_query,
 )
+from kvstack.monitoring.alerts.thresholds import AlertThresholds
 from kvstack.monitoring.dashboards import dashboard_documents
 
 RULES_RESOURCE = "kvstack-rules.yaml"  # package data of kvstack.monitoring.alerts
@@ -44,6 +46,17 @@ Kind = Literal["alert", "recording_rule", "panel", "dashboard_variable", "adapte
 UNAVAILABLE_LOCALLY: Mapping[str, str] = dict.fromkeys(
     KUBE_STATE_METRICS_SERIES, "kube-state-metrics (needs a Kubernetes HPA)"
 )
+
+# The router's job as the committed rules and the runbooks select it (``up{job=~".*router.*"}``).
+ROUTER_JOB_MATCHER = f'job=~"{AlertThresholds().router_job_regex}"'
+
+
+def reads_router(selector: VectorSelector) -> bool:
+    """Whether a selector reads the router tier: a ``vllm_router_`` series, or ``up`` of its job. Only a
+    stack with a router has them: the single-engine stack's proof evaluates them for syntax, the local
+    fleet's holds them to returning data (``tests/local/test_fleet.py``)."""
+    return is_router_name(selector.name) or ROUTER_JOB_MATCHER in selector.matchers
+
 
 GRAFANA_BUILTINS = frozenset({"__rate_interval", "__interval", "__range", "__range_s", "__range_ms"})
 _GRAFANA_VARIABLE = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)|\[\[(\w+)\]\]")
@@ -96,6 +109,10 @@ class ShippedExpression:
     @property
     def unavailable_selectors(self) -> list[VectorSelector]:
         return [s for s in self.selectors if s.name in UNAVAILABLE_LOCALLY]
+
+    @property
+    def router_selectors(self) -> list[VectorSelector]:
+        return [s for s in self.selectors if reads_router(s)]
 
     @property
     def vllm_metric_names(self) -> set[str]:

@@ -12,7 +12,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import TypeAdapter, ValidationError
 
-from kvstack.contract import metrics
+from kvstack.contract import metrics, router
 from kvstack.contract.exposition import ExpositionError, for_model, parse_samples, sample_names, sum_by_name
 from kvstack.contract.promql import label_values_selector, metric_names, number
 from kvstack.contract.types import (
@@ -34,6 +34,8 @@ FIXTURES = ROOT / "tests" / "fixtures"
 EXPOSITIONS = sorted(FIXTURES.glob("*.metrics.txt"))
 # Deliberately simpler than the code under test: any "vllm:" followed by a name character.
 VLLM_NAME = re.compile(r"vllm:[A-Za-z_]")
+ROUTER_NAME = re.compile(r"vllm_router_[A-Za-z_]")
+ROUTER_EXPOSITION = ROOT / "tests" / "infra" / "data" / "vllm-router-0.1.17.metrics.txt"
 
 
 # --- one place spells vLLM's names ----------------------------------------------------------------------
@@ -62,6 +64,38 @@ def test_no_vllm_metric_name_outside_the_contract_layer() -> None:
     text = (CONTRACT / "metrics.py").read_text(encoding="utf-8")
     for name in [*metrics.CATALOGUE, *metrics.REMOVED]:
         assert f'"{name}"' in text, name
+
+
+def test_no_router_metric_name_outside_the_contract_layer() -> None:
+    """vllm-router's names are written once too: in kvstack/contract/router.py, nowhere else."""
+    files = _package_python_files()
+    spelling = {f.relative_to(PACKAGE) for f in files if ROUTER_NAME.search(f.read_text(encoding="utf-8"))}
+    outside = sorted(str(f) for f in spelling if f != Path("contract/router.py"))
+    assert not outside, f"vllm-router metric names outside kvstack/contract/router.py: {outside}"
+    text = (CONTRACT / "router.py").read_text(encoding="utf-8")
+    for name in router.CATALOGUE:
+        assert f'"{name}"' in text, name
+
+
+def test_the_router_catalogue_is_a_real_scrape_of_vllm_router() -> None:
+    """Every catalogued vllm_router_* name is in a real scrape of vllm-router 0.1.17, with its type and
+    labels, and the catalogue misses none of the scrape's families."""
+    text = ROUTER_EXPOSITION.read_text(encoding="utf-8")
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    for metric in router.CATALOGUE.values():
+        family = families.get(metric.name.removesuffix("_total") if metric.type == "counter" else metric.name)
+        assert family is not None, f"{metric.name} is not in a real scrape of vllm-router 0.1.17"
+        assert family.type == metric.type, metric.name
+        for sample in family.samples:
+            extra = {"le"} if sample.name.endswith("_bucket") else set()
+            assert set(sample.labels) == set(metric.labels) | extra, (metric.name, sample.labels)
+    catalogued = {m.name.removesuffix("_total") for m in router.CATALOGUE.values()}
+    assert set(families) == catalogued
+    assert router.router_metric_names(text) >= set(router.CATALOGUE) - {router.GENERATE_DURATION}
+    assert router.router_metric_names("namespace_job:vllm_router_x:rate5m + vllm_router_active_workers") == {
+        router.ACTIVE_WORKERS
+    }
+    assert router.MISSING_TOKENS in text
 
 
 # --- the catalogue against real expositions -------------------------------------------------------------

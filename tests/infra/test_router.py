@@ -8,24 +8,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from kvstack.contract.scale_out import SCALE_OUT_FLAG
 from kvstack.infra.config import ConfigError, StackConfig, load_stack
 from kvstack.infra.config.sections.router import POLICIES, router_enabled
 from kvstack.infra.lint import Finding, lint
 from kvstack.infra.manifests import build_manifests
+from kvstack.infra.manifests.monitoring import effective_thresholds, prometheus_rule
 from kvstack.infra.manifests.names import (
-    ROUTER_METRICS,
     router_scrape_job,
     router_selector_labels,
     selector_labels,
 )
 from kvstack.infra.schema import KUBE_VERSIONS, validate, validate_all
 from kvstack.infra.stack import build_stack
-from tests.infra.infra_stacks import DATA_DIR, PROJECT_DIR, example_config, example_plan, stack_document
-
-ROUTER_FIXTURE = DATA_DIR / "vllm-router-0.1.17.metrics.txt"
+from tests.infra.infra_stacks import PROJECT_DIR, example_config, example_plan, stack_document
 
 
 def _router(stack: str = "prod", config: StackConfig | None = None) -> dict[str, dict[str, Any]]:
@@ -357,18 +354,6 @@ def test_the_router_monitor_scrapes_its_metrics_port() -> None:
     assert router_scrape_job(example_config("prod")) == "vllm-router"
 
 
-def test_the_contract_names_real_router_series() -> None:
-    """Every vllm_router_* name the monitoring code may use appears in a real scrape of vllm-router 0.1.17."""
-    families = {
-        f.name: f.type for f in text_string_to_metric_families(ROUTER_FIXTURE.read_text(encoding="utf-8"))
-    }
-    for name in ROUTER_METRICS:
-        # the parser names a counter family without its _total suffix
-        kind = families.get(name.removesuffix("_total"))
-        assert kind is not None, f"{name} is not in a real scrape of vllm-router 0.1.17"
-        assert (kind == "counter") == name.endswith("_total"), (name, kind)
-
-
 # ------------------------------------------------------------------------------------------------ outputs
 
 
@@ -514,3 +499,30 @@ def test_lint_fails_router_probes_on_the_engine_health_path() -> None:
     assert _failures(bodies) == [
         "router-probes: Deployment/vllm-router: readinessProbe must GET /readiness or /liveness on port 8000"
     ]
+
+
+# ------------------------------------------------------------------------------------------------ alerts
+
+
+def test_the_rules_of_a_stack_with_a_router_alert_on_its_router_job_and_not_as_engines() -> None:
+    """The PrometheusRule of a stack with a router carries the router alerts on the router's own job, and
+    its engine alerts exclude that job (a ServiceMonitor names it `vllm-router`, which a loose engine
+    regex would take)."""
+    prod = example_config("prod")
+    assert router_enabled(prod)
+    thresholds = effective_thresholds(prod)
+    assert thresholds.router_alerts
+    assert thresholds.router_job_regex == router_scrape_job(prod) == "vllm-router"
+    rules = {r.get("alert"): r for g in prometheus_rule(prod)["spec"]["groups"] for r in g["rules"]}
+    assert 'up{job=~"vllm-router"}' in rules["VLLMRouterDown"]["expr"]
+    assert 'job!~"vllm-router"' in rules["VLLMEngineDown"]["expr"]
+    assert "VLLMFleetPrefixHitRatioCollapsed" in rules
+
+
+def test_the_rules_of_a_stack_without_a_router_have_no_router_alerts() -> None:
+    dev = example_config("dev")
+    assert not router_enabled(dev)
+    assert not effective_thresholds(dev).router_alerts
+    alerts = {r.get("alert") for g in prometheus_rule(dev)["spec"]["groups"] for r in g["rules"]}
+    assert "VLLMEngineDown" in alerts
+    assert not {a for a in alerts if a and ("Router" in a or "Fleet" in a)}

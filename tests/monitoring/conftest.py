@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import yaml
 from kvstack.contract.exposition import sample_names as exposition_sample_names
 from kvstack.monitoring import alerts
 from kvstack.monitoring.dashboards import OVERVIEW_FILE, dashboard_documents
+from tests.monitoring.live_traffic import runbook_promql
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 RUNBOOKS = Path(__file__).resolve().parents[2] / "docs" / "runbooks"
@@ -70,14 +70,7 @@ def broken_dashboards() -> dict[str, dict[str, Any]]:
 @pytest.fixture(scope="session")
 def runbook_queries() -> list[tuple[str, str]]:
     """(runbook: line, query) for every line of every ```promql block in docs/runbooks (one query a line)."""
-    queries: list[tuple[str, str]] = []
-    for path in sorted(RUNBOOKS.glob("*.md")):
-        text = path.read_text(encoding="utf-8")
-        for block in re.findall(r"```promql\n(.*?)```", text, re.DOTALL):
-            for line in block.splitlines():
-                if line.strip() and not line.lstrip().startswith("#"):
-                    queries.append((f"{path.name}: {line.strip()[:60]}", line.strip()))
-    return queries
+    return runbook_promql(RUNBOOKS)
 
 
 @pytest.fixture

@@ -138,3 +138,37 @@ def test_kv_capacity_dashboard_reads_the_paged_attention_capacity() -> None:
     for label in ("num_gpu_blocks", "block_size", "kv_cache_size_tokens", "kv_cache_max_concurrency"):
         assert label in exprs
     assert "vllm:num_requests_waiting_by_reason" in exprs
+
+
+def test_overview_has_the_router_row() -> None:
+    """Issue 9 item 5: requests per engine, routing decisions by outcome, queue, errors, workers; the
+    router's series are picked by its own job variable, read from its own series."""
+    overview = dashboard_documents()[OVERVIEW_FILE]
+    rows = [p["title"] for p in overview["panels"] if p["type"] == "row"]
+    assert rows[-1] == "Router"
+    titles = {p["title"] for p in _panels(overview)}
+    assert titles >= {
+        "Router: requests/s per engine",
+        "Router: routing decisions/s",
+        "Router: decisions without tokens",
+        "Router: requests in flight per engine",
+        "Router: errors/s",
+        "Router: engines routed to and healthy",
+        "Prefix-cache hit rate: fleet and per pod",
+        "Requests/s per pod",
+    }
+    exprs = "\n".join(t["expr"] for t in _targets(overview))
+    for by_labels, metric in (
+        ("namespace, job, worker", "vllm_router_processed_requests_total"),
+        ("namespace, job, policy, outcome", "vllm_router_prefix_routing_decisions_total"),
+        ("namespace, job, policy, worker", "vllm_router_policy_decisions_total"),
+        ("namespace, job, result", "vllm_router_kv_routing_inputs_total"),
+        ("namespace, job, worker", "vllm_router_running_requests"),
+        ("namespace, job, route, error_type", "vllm_router_request_errors_total"),
+    ):
+        assert re.search(rf"sum by \({by_labels}\) \((rate\()?{metric}\{{", exprs), metric
+    router_selectors = re.findall(r"vllm_router_\w+\{([^}]*)\}", exprs)
+    assert router_selectors
+    assert all(s.startswith('namespace=~"$namespace",job=~"$router_job"') for s in router_selectors)
+    variables = {v["name"]: v for v in overview["templating"]["list"]}
+    assert variables["router_job"]["query"].startswith("label_values(vllm_router_active_workers{")

