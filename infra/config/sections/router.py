@@ -29,9 +29,8 @@ from kvstack.contract.scale_out import (
     FIRST_NEEDING_FLAG,
     LAST_ALWAYS_RENDERING,
     SCALE_OUT_FLAG,
-    needs_scale_out_flag,
     policy_needs_render,
-    release_version,
+    tag_needs_scale_out_flag,
 )
 from kvstack.infra.config.types import K8sName, LabelMap, Quantity, Strict, SubdomainName
 
@@ -174,9 +173,7 @@ def routes_by_render(config: StackConfig) -> bool:
 def image_needs_scale_out(config: StackConfig) -> bool | None:
     """What the engine image's release tag says (kvstack.contract.scale_out): False for vLLM <= 0.28,
     True for >= 0.30, None when it cannot tell (0.29.x, a digest-only image, a tag that is no release)."""
-    tag = config.image.tag
-    release = release_version(tag) if tag else None
-    return None if release is None else needs_scale_out_flag(release)
+    return tag_needs_scale_out_flag(config.image.tag)
 
 
 def engine_scale_out(config: StackConfig) -> bool:
