@@ -110,11 +110,14 @@ class AlertSpec:
         }
 
 
+MODEL_REF = "{{ $labels.namespace }}/{{ $labels.model_name }}"  # how a description names the model
+
+
 def alert_specs(t: AlertThresholds) -> list[AlertSpec]:
     """Every kvstack alert with its condition, ``for:``, severity and texts."""
     job = engine_job_matcher(t.scrape_job_regex, t.router_job_regex)
     pod = "{{ $labels.namespace }}/{{ $labels.pod }}"
-    model = "{{ $labels.namespace }}/{{ $labels.model_name }}"
+    model = MODEL_REF
     return [
         AlertSpec(
             name="VLLMKVCacheSaturated",
@@ -307,7 +310,7 @@ def router_alert_specs(t: AlertThresholds) -> list[AlertSpec]:
     """The router tier's alerts (left out when ``router_alerts`` is off: a stack without a router)."""
     router_up = selector(UP, job_matcher(t.router_job_regex))
     router_job = "{{ $labels.job }} (namespace {{ $labels.namespace }})"
-    model = "{{ $labels.namespace }}/{{ $labels.model_name }}"
+    model = MODEL_REF
     return [
         AlertSpec(
             name="VLLMRouterDown",
