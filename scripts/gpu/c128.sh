@@ -25,14 +25,7 @@ for pair in 1 2 3; do
   VB_EXTRA=(--temperature 0); vllm_bench $EP 128 384 "c128-greedy-$pair" > /dev/null; VB_EXTRA=(); summary "c128-greedy-$pair"
   time kvstack verify --endpoint $EP --sweep-levels 128 --sweep-rounds 3 --min-phase-seconds 0 \
     --prompt-tokens 160 --output-tokens 256 --no-use-cases --no-plots --quiet --out "/tmp/ours-$pair" > /dev/null 2>&1
-  python3 - "$pair" <<'PY'
-import json, sys
-r = json.load(open(f"/tmp/ours-{sys.argv[1]}/verify-report.json"))
-sweep = next(c for c in r["checks"] if c["name"] == "sweep")
-for lv in sweep["figures"]["levels"]:
-    print(f"[kvstack {sys.argv[1]} c{lv['concurrency']}] output {lv['output_throughput']:.1f} tok/s, TTFT mean "
-          f"{lv['ttft']['mean_ms']:.0f} ms, TPOT mean {lv['tpot']['mean_ms']:.2f} ms, {lv['requests']} requests in {lv['wall_s']:.2f} s")
-PY
+  sweep_levels "/tmp/ours-$pair/verify-report.json" "$pair"
   cp "/tmp/ours-$pair/verify-report.json" "$OUT/c128-kvstack-$pair.json"
 done
 STACK=(--max-num-seqs 256 --slo-ttft-ms 2000 --slo-itl-ms 50)

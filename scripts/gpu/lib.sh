@@ -42,6 +42,19 @@ stop() {  # stop NAME: SIGTERM, wait for the port to close
 
 kvstack() { python3 -m kvstack "$@"; }
 
+# sweep_levels REPORT TAG: one line per sweep level of a kvstack verify report
+sweep_levels() {
+  python3 - "$1" "$2" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+sweep = next(c for c in r["checks"] if c["name"] == "sweep")
+for lv in sweep["figures"]["levels"]:
+    print(f"[kvstack {sys.argv[2]} c{lv['concurrency']}] output {lv['output_throughput']:.1f} tok/s, TTFT mean "
+          f"{lv['ttft']['mean_ms']:.0f} ms, TPOT mean {lv['tpot']['mean_ms']:.2f} ms, {lv['requests']} requests "
+          f"in {lv['wall_s']:.2f} s")
+PY
+}
+
 # vllm_bench URL CONCURRENCY PROMPTS TAG: vLLM's own client, random 160 in / 256 out, ignore_eos
 # (VB_EXTRA=(...) adds flags, e.g. --temperature 0)
 vllm_bench() {

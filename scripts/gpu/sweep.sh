@@ -20,13 +20,7 @@ for pair in 1 2 3; do
   t0=$SECONDS
   kvstack verify --endpoint $EP --sweep-levels 32,128,256 --sweep-rounds 3 --min-phase-seconds 0 \
     --prompt-tokens 160 --output-tokens 256 --no-use-cases --no-plots --quiet --out "/tmp/ours-$pair" > /dev/null 2>&1
-  python3 - "$pair" <<'PY'
-import json, sys
-r = json.load(open(f"/tmp/ours-{sys.argv[1]}/verify-report.json"))
-sweep = next(c for c in r["checks"] if c["name"] == "sweep")
-for lv in sweep["figures"]["levels"]:
-    print(f"[kvstack {sys.argv[1]} c{lv['concurrency']}] output {lv['output_throughput']:.1f} tok/s, {lv['requests']} requests in {lv['wall_s']:.1f} s")
-PY
+  sweep_levels "/tmp/ours-$pair/verify-report.json" "$pair"
   cp "/tmp/ours-$pair/verify-report.json" "$OUT/verify-interleave-$pair.json"
 done
 stop server-a
