@@ -122,7 +122,8 @@ def rollout(
                 old.log,
                 old.port,
                 url=old.url,
-                env=stack.vllm_env(state.kv_cache_space_gib),
+                env=stack.vllm_env(state.kv_cache_space_gib, old.cpus),
+                cpus=old.cpus,
             )
             engines = list(state.engines)
             engines[i] = new

@@ -25,6 +25,9 @@ class ProcessRecord(BaseModel):
     url: str
     log: Path
     argv: list[str]
+    # the CPUs a vLLM replica's compute threads are bound to (its VLLM_CPU_OMP_THREADS_BIND, e.g. "0" or
+    # "2,3"), so that a rollout restarts it on the same ones; None: vLLM's own choice (all of them)
+    cpus: str | None = None
 
 
 class StackState(BaseModel):

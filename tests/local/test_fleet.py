@@ -261,6 +261,23 @@ def test_fleet_status_lists_each_replica_the_router_and_prometheus(fleet: st.Sta
     assert engines.stdout.split() == [e["url"] for e in status["engines"]]
 
 
+def _bound_cores(engine: st.ProcessRecord) -> list[int]:
+    """The cores vLLM says it bound the replica's compute threads to (its engine log's binding info)."""
+    found = re.findall(r"local_rank=0, core ids=\[([0-9, ]*)\]", engine.log.read_text(errors="replace"))
+    assert found, f"no OpenMP binding line in {engine.log}"
+    return [int(c) for c in found[-1].split(",")]
+
+
+@pytest.mark.live
+def test_each_replica_computes_on_cpus_of_its_own(fleet: st.StackState) -> None:
+    """Two replicas bound to the same cores starve each other: one restarting beside a busy one got about
+    2% of a core and did not load in 300 s. Each is bound to its own set, as vLLM itself reports."""
+    cores = [_bound_cores(e) for e in fleet.engines]
+    assert [",".join(map(str, c)) for c in cores] == [e.cpus for e in fleet.engines]
+    if len(stack.available_cpus()) >= len(fleet.engines):
+        assert not set(cores[0]) & set(cores[1]), cores
+
+
 @pytest.mark.live
 def test_router_serves_streams_and_prometheus_scrapes_every_part(fleet: st.StackState) -> None:
     assert fleet.router is not None
@@ -624,6 +641,9 @@ def test_rollout_under_streaming_load_drops_nothing(fleet: st.StackState) -> Non
     assert [e.pid for e in after.engines] != [e.pid for e in before.engines]
     assert not any(st.is_alive(e) for e in before.engines)
     assert sorted(stack.router_workers(after.endpoint) or []) == sorted(after.engine_urls)
+    # restarted on the CPUs each had before (the log is the new process's; the old one's was rotated)
+    assert [e.cpus for e in after.engines] == [e.cpus for e in before.engines]
+    assert [",".join(map(str, _bound_cores(e))) for e in after.engines] == [e.cpus for e in after.engines]
     # the load ran through both restarts: far more streams than clients, and not one lost
     assert report.sent >= 2 * 4, report.describe()
     assert not report.failed, report.describe()

@@ -47,6 +47,35 @@ def _record(pid: int, ticks: int, tmp_path: Path) -> st.ProcessRecord:
     )
 
 
+@pytest.mark.parametrize(
+    ("replicas", "cpus", "expected"),
+    [
+        (1, [0, 1], [None]),  # one replica keeps vLLM's own binding: every CPU
+        (2, [0, 1], ["0", "1"]),
+        (2, [1, 0, 1], ["0", "1"]),
+        (2, [0, 1, 2, 3, 4], ["0,1,2", "3,4"]),
+        (3, [4, 5, 6, 7, 8, 9, 10], ["4,5,6", "7,8", "9,10"]),
+        (3, [0, 1], ["0", "1", "0"]),  # more replicas than CPUs: one each, shared in turn
+    ],
+)
+def test_replicas_get_disjoint_cpus_while_there_are_enough(
+    replicas: int, cpus: list[int], expected: list[str | None]
+) -> None:
+    assert stack.replica_cpus(replicas, cpus) == expected
+
+
+def test_a_fleet_replica_is_started_bound_to_its_own_cpus() -> None:
+    assert stack.vllm_env(1, "2,3")[stack.OMP_BIND_ENV] == "2,3"
+    assert stack.vllm_env(1, None).get(stack.OMP_BIND_ENV) == os.environ.get(stack.OMP_BIND_ENV)
+
+
+def test_a_state_file_records_the_cpus_a_rollout_restarts_a_replica_on(tmp_path: Path) -> None:
+    record = st.ProcessRecord(
+        name="vllm-1", pid=1, start_ticks=1, port=8001, url="u", log=tmp_path / "l", argv=[], cpus="1"
+    )
+    assert st.ProcessRecord.model_validate_json(record.model_dump_json()).cpus == "1"
+
+
 def test_a_recycled_pid_is_not_taken_for_ours(tmp_path: Path) -> None:
     ticks = st.process_start_ticks(os.getpid())
     assert ticks is not None
