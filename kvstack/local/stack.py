@@ -157,14 +157,16 @@ OMP_BIND_ENV = "VLLM_CPU_OMP_THREADS_BIND"
 
 
 def replica_cpus(replicas: int, cpus: list[int]) -> list[str | None]:
-    """The CPUs each replica's compute threads are bound to: one replica keeps vLLM's own binding (every
-    CPU); a fleet splits `cpus` into disjoint, contiguous sets, as evenly as they go, or, with more
-    replicas than CPUs, one CPU each, shared in turn.
+    """The CPUs each replica runs on: one replica keeps vLLM's own binding (every CPU); a fleet splits
+    `cpus` into disjoint, contiguous sets, as evenly as they go, or, with more replicas than CPUs, one
+    CPU each, shared in turn. `spawn` confines the replica's processes to its set and vLLM binds its
+    compute threads inside it (VLLM_CPU_OMP_THREADS_BIND).
 
-    Why: vllm-cpu binds every replica's OpenMP threads to every CPU it finds. Two replicas on the same
-    cores then contend for each one, and a replica restarting beside a busy one got about 2% of its
-    CPU (measured on the 2-core box: its worker did not finish loading in 300 s). A pod on a
-    Kubernetes node gets CPUs of its own in the same way.
+    Why: vllm-cpu binds every server's compute threads to every CPU, and a busy server's engine core
+    spins (sched_yield) waiting for its worker on whatever core is left. On the 2-core box a replica
+    restarting beside a busy one got about 2% of a core: `import torch` took 63-209 s instead of 2 s,
+    and the replica did not load in 300 s. Confined, the same import took 2-3 s. A pod on a Kubernetes
+    node is confined to its CPUs the same way.
     """
     if replicas < 1 or not cpus:
         raise ValueError(f"replica_cpus needs at least one replica and one CPU, got {replicas}, {cpus}")
@@ -181,6 +183,11 @@ def replica_cpus(replicas: int, cpus: list[int]) -> list[str | None]:
         sets.append(",".join(str(c) for c in ordered[start : start + size]))
         start += size
     return sets
+
+
+def cpu_ids(cpus: str) -> list[int]:
+    """ "0,2,3" -> [0, 2, 3]: the sets replica_cpus writes."""
+    return [int(c) for c in cpus.split(",")]
 
 
 def available_cpus() -> list[int]:
@@ -230,6 +237,11 @@ def spawn(
             start_new_session=True,  # its own process group: outlives `up`, stopped as one by `down`
         )
     _CHILDREN[proc.pid] = proc
+    if cpus is not None:
+        # the whole replica, not only its compute threads: set now, while vLLM is still importing, so the
+        # engine core and worker it starts seconds later inherit it
+        with contextlib.suppress(ProcessLookupError):
+            os.sched_setaffinity(proc.pid, cpu_ids(cpus))
     ticks = st.process_start_ticks(proc.pid)
     if ticks is None:
         raise StackError(f"{name} exited at once; see {log}:\n{log_tail(log)}")

@@ -25,8 +25,8 @@ class ProcessRecord(BaseModel):
     url: str
     log: Path
     argv: list[str]
-    # the CPUs a vLLM replica's compute threads are bound to (its VLLM_CPU_OMP_THREADS_BIND, e.g. "0" or
-    # "2,3"), so that a rollout restarts it on the same ones; None: vLLM's own choice (all of them)
+    # the CPUs a vLLM replica runs on ("0" or "2,3": its processes' affinity and its
+    # VLLM_CPU_OMP_THREADS_BIND), so that a rollout restarts it on the same ones; None: every CPU
     cpus: str | None = None
 
 
