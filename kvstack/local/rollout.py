@@ -116,13 +116,13 @@ def rollout(
             rotated = old.log.with_suffix(".previous.log")
             if old.log.exists():
                 old.log.replace(rotated)
-            new = stack.spawn(
+            new = stack.spawn_replica(
                 old.name,
                 old.argv,
                 old.log,
                 old.port,
                 url=old.url,
-                env=stack.vllm_env(state.kv_cache_space_gib, old.cpus),
+                kv_cache_space_gib=state.kv_cache_space_gib,
                 cpus=old.cpus,
             )
             engines = list(state.engines)

@@ -429,16 +429,25 @@ def _engine_name(settings: LocalStackSettings, i: int) -> str:
     return "vllm" if settings.replicas == 1 else f"vllm-{i}"
 
 
+def spawn_replica(
+    name: str, argv: list[str], log: Path, port: int, *, url: str, kv_cache_space_gib: int, cpus: str | None
+) -> st.ProcessRecord:
+    """Start one vLLM replica: its environment and its CPU confinement from the same `cpus`, for `up`
+    and for `rollout` alike."""
+    env = vllm_env(kv_cache_space_gib, cpus)
+    return spawn(name, argv, log, port, url=url, env=env, cpus=cpus)
+
+
 def spawn_engine(
     settings: LocalStackSettings, model_dir: Path, name: str, port: int, cpus: str | None
 ) -> st.ProcessRecord:
-    return spawn(
+    return spawn_replica(
         name,
         vllm_argv(settings, model_dir, port),
         settings.state_dir / f"{name}.log",
         port,
         url=f"http://{LOOPBACK}:{port}",
-        env=vllm_env(settings.vllm.kv_cache_space_gib, cpus),
+        kv_cache_space_gib=settings.vllm.kv_cache_space_gib,
         cpus=cpus,
     )
 

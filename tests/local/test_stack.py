@@ -70,9 +70,7 @@ def test_a_fleet_replica_is_started_bound_to_its_own_cpus() -> None:
 
 
 def test_a_state_file_records_the_cpus_a_rollout_restarts_a_replica_on(tmp_path: Path) -> None:
-    record = st.ProcessRecord(
-        name="vllm-1", pid=1, start_ticks=1, port=8001, url="u", log=tmp_path / "l", argv=[], cpus="1"
-    )
+    record = _record(1, 1, tmp_path).model_copy(update={"cpus": "1"})
     assert st.ProcessRecord.model_validate_json(record.model_dump_json()).cpus == "1"
 
 
