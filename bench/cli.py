@@ -65,20 +65,19 @@ _VALUE_FLAGS: tuple[tuple[str, tuple[str, ...], type, str], ...] = (
         "--saturation-gain",
         ("sweep.saturation_gain",),
         float,
-        "the sweep stops when a level gains less than this share of output tok/s while TTFT grows "
-        "(default 0.10)",
+        "the sweep stops when a level gains less than this share of output tok/s while TTFT grows",
     ),
     (
         "--min-phase-seconds",
         ("phases.min_duration_s",),
         float,
-        "every load phase lasts at least this (default 1.5)",
+        "every load phase lasts at least this",
     ),
     (
         "--min-phase-requests",
         ("phases.min_requests",),
         int,
-        "every load phase completes at least this many requests (default 4)",
+        "every load phase completes at least this many requests",
     ),
     (
         "--slo-ttft-ms",
@@ -96,7 +95,7 @@ _VALUE_FLAGS: tuple[tuple[str, tuple[str, ...], type, str], ...] = (
         "--slo-min-fraction",
         ("slo.min_fraction",),
         float,
-        "share of a level's requests that must meet the SLO for the level to meet it (default 0.9)",
+        "share of a level's requests that must meet the SLO for the level to meet it",
     ),
     (
         "--min-goodput-concurrency",
@@ -107,17 +106,17 @@ _VALUE_FLAGS: tuple[tuple[str, tuple[str, ...], type, str], ...] = (
     ("--prefix-tokens", ("prefix.prefix_tokens",), int, "shared prefix length of the prefix-caching check"),
     ("--prefix-pairs", ("prefix.pairs",), int, "cold/warm pairs of the prefix-caching check"),
     ("--use-case-pairs", ("prefix.use_case_pairs",), int, "cold/warm pairs per prefix-caching use case"),
-    ("--min-block-size", ("thresholds.min_block_size",), int, "pass mark (default 8)"),
-    ("--min-max-concurrency", ("thresholds.min_max_concurrency",), float, "pass mark (default 4)"),
-    ("--min-batching-speedup", ("thresholds.min_batching_speedup",), float, "pass mark (default 1.3)"),
+    ("--min-block-size", ("thresholds.min_block_size",), int, "pass mark"),
+    ("--min-max-concurrency", ("thresholds.min_max_concurrency",), float, "pass mark"),
+    ("--min-batching-speedup", ("thresholds.min_batching_speedup",), float, "pass mark"),
     (
         "--min-batching-throughput",
         ("thresholds.min_batching_throughput",),
         float,
-        "tok/s pass mark (default 50)",
+        "tok/s pass mark",
     ),
-    ("--min-prefix-speedup", ("thresholds.min_prefix_speedup",), float, "pass mark (default 1.05)"),
-    ("--max-errors", ("thresholds.max_errors",), int, "failed requests tolerated (default 0)"),
+    ("--min-prefix-speedup", ("thresholds.min_prefix_speedup",), float, "pass mark"),
+    ("--max-errors", ("thresholds.max_errors",), int, "failed requests tolerated"),
     (
         "--expected-block-size",
         ("expected_capacity.block_size",),
@@ -127,11 +126,11 @@ _VALUE_FLAGS: tuple[tuple[str, tuple[str, ...], type, str], ...] = (
     ("--expected-num-blocks", ("expected_capacity.num_blocks",), int, "expected KV blocks"),
     ("--expected-kv-tokens", ("expected_capacity.kv_tokens",), int, "expected KV tokens"),
     ("--expected-max-concurrency", ("expected_capacity.max_concurrency",), float, "expected max concurrency"),
-    ("--connect-timeout", ("timeouts.connect_s",), float, "seconds (default 10)"),
-    ("--read-timeout", ("timeouts.read_s",), float, "longest silence of a response, seconds (default 60)"),
-    ("--request-timeout", ("timeouts.request_s",), float, "one request end to end, seconds (default 300)"),
-    ("--probe-timeout", ("timeouts.probe_s",), float, "each discovery request, seconds (default 15)"),
-    ("--run-timeout", ("timeouts.run_s",), float, "the whole run, seconds (default 1800)"),
+    ("--connect-timeout", ("timeouts.connect_s",), float, "seconds"),
+    ("--read-timeout", ("timeouts.read_s",), float, "longest silence of a response, seconds"),
+    ("--request-timeout", ("timeouts.request_s",), float, "one request end to end, seconds"),
+    ("--probe-timeout", ("timeouts.probe_s",), float, "each discovery request, seconds"),
+    ("--run-timeout", ("timeouts.run_s",), float, "the whole run, seconds"),
     ("--max-connections", ("client.max_connections",), int, "HTTP connection pool size"),
     (
         "--prometheus",
@@ -145,13 +144,13 @@ _VALUE_FLAGS: tuple[tuple[str, tuple[str, ...], type, str], ...] = (
         str,
         'with --prometheus: label matchers of the engines\' series, e.g. namespace="llm",job="vllm"',
     ),
-    ("--routing-sessions", ("routing.sessions",), int, "routing check: concurrent sessions (default 16)"),
-    ("--routing-turns", ("routing.turns",), int, "routing check: turns per session (default 4)"),
+    ("--routing-sessions", ("routing.sessions",), int, "routing check: concurrent sessions"),
+    ("--routing-turns", ("routing.turns",), int, "routing check: turns per session"),
     (
         "--min-routing-efficiency",
         ("routing.min_efficiency",),
         float,
-        "routing pass mark: fleet prefix-hit ratio / reusable share (default 0.9)",
+        "routing pass mark: fleet prefix-hit ratio / reusable share",
     ),
     ("--seed", ("seed",), int, "seed of the prompt texts and of the open-loop arrival schedules"),
     (
@@ -160,12 +159,12 @@ _VALUE_FLAGS: tuple[tuple[str, tuple[str, ...], type, str], ...] = (
         float,
         "gamma shape of open-loop gaps: 1 Poisson (default), < 1 burstier, > 1 more even",
     ),
-    ("--open-loop-requests", ("open_loop.max_requests",), int, "requests per open-loop rate at most (16)"),
+    ("--open-loop-requests", ("open_loop.max_requests",), int, "requests per open-loop rate at most"),
     (
         "--open-loop-duration",
         ("open_loop.max_duration_s",),
         float,
-        "schedule length per rate at most, s (30): requests = min(max, rate x this)",
+        "schedule length per rate at most, s; requests = min(max, rate x this)",
     ),
     (
         "--baseline",
@@ -179,13 +178,13 @@ _VALUE_FLAGS: tuple[tuple[str, tuple[str, ...], type, str], ...] = (
         "--baseline-floor",
         ("baseline.floor",),
         float,
-        "smallest relative regression that fails the baseline gate (default 0.10)",
+        "smallest relative regression that fails the baseline gate",
     ),
     (
         "--baseline-latency-floor",
         ("baseline.latency_floor",),
         float,
-        "the same for TTFT/TPOT percentiles, which vary more between identical runs (default 0.20)",
+        "the same for TTFT/TPOT percentiles, which vary more between identical runs",
     ),
 )
 
@@ -211,8 +210,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", type=Path, default=DEFAULT_OUT, help=f"report directory (default {DEFAULT_OUT})"
     )
-    for flag, _paths, typ, help_text in _VALUE_FLAGS:
-        parser.add_argument(flag, type=typ, default=None, help=help_text)
+    for flag, paths, typ, help_text in _VALUE_FLAGS:
+        parser.add_argument(flag, type=typ, default=None, help=_with_default(help_text, paths))
     parser.add_argument(
         "--sweep-levels", help="explicit sweep levels, e.g. 1,4,16,64 (overrides --sweep-max)"
     )
@@ -235,6 +234,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="decode every SSE event's JSON (slower, stricter client)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress output, only the result table")
+
+
+def config_default(path: str) -> Any:
+    """The default of a config field (dotted path), as the model declares it: what --help shows."""
+    node: Any = VerifyConfig.model_construct()
+    for part in path.split("."):
+        node = getattr(node, part) if node is not None else None  # under an optional section: none
+    return node
+
+
+def _with_default(help_text: str, paths: Sequence[str]) -> str:
+    """``help_text`` and the fields' default, read from the model (never written twice); none shown when
+    the fields a flag sets differ in their defaults, or when the text already says what the default is."""
+    defaults = {repr(config_default(path)) for path in paths}
+    default = config_default(paths[0])
+    if default in (None, "") or len(defaults) > 1 or "default" in help_text:
+        return help_text
+    shown = f"{default:g}" if isinstance(default, float) else str(default)
+    return f"{help_text} (default {shown})"
 
 
 def add_parser(subparsers: Any) -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from kvstack.bench.cli import add_arguments, config_from_args
+from kvstack.bench.cli import _VALUE_FLAGS, add_arguments, config_from_args
 from kvstack.bench.config import DEFAULT_USE_CASES, VerifyConfig, build_config, load_config
 from kvstack.errors import ConfigError
 
@@ -118,3 +120,30 @@ def test_api_key_from_env_and_redacted(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_no_endpoint() -> None:
     with pytest.raises(ConfigError, match="no endpoint"):
         config_from_args(parse())
+
+
+def test_help_shows_each_flags_default_as_the_model_declares_it() -> None:
+    """--help's defaults are read from the config model, so a changed default cannot leave --help behind
+    (--min-phase-seconds said 1.5 for a while after the default became 4)."""
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    config = VerifyConfig(endpoint="http://127.0.0.1:8000").model_dump()
+    shown = 0
+    for action in parser._actions:
+        found = re.search(r"\(default ([-0-9.]+)\)", action.help or "")
+        if found is None or action.dest == "help":
+            continue
+        flag = action.option_strings[0]
+        paths = next(paths for f, paths, _t, _h in _VALUE_FLAGS if f == flag)
+        for path in paths:
+            node: Any = config
+            for part in path.split("."):
+                node = node[part]
+            assert float(found.group(1)) == float(node), (flag, path, found.group(0), node)
+        shown += 1
+    assert shown >= 25  # the pass marks, timeouts, phases, sweep, routing, baseline and open-loop flags
+    help_of = {a.option_strings[0]: a.help or "" for a in parser._actions if a.option_strings}
+    assert help_of["--min-phase-seconds"].endswith("(default 4)")
+    # one flag, several fields whose defaults differ (batching 32, sweep 16 output tokens): none is shown
+    assert "default" not in help_of["--output-tokens"]
