@@ -17,20 +17,25 @@ prefix-caching speedup            higher       ``prefix_caching.speedup``: media
 
 A figure regresses when it got worse by more than BOTH the noise and its floor: 10% by default, 20% for the
 latency percentiles (``latency_floor``; on the H200 TTFT p50 at the peak level moved 8-15% between
-identical runs while peak throughput moved under 6%, see docs/gpu.md). The noise
-is measured on this run by a seeded bootstrap over its per-request samples: the samples behind a figure
-are resampled with replacement ``resamples`` times, the figure recomputed each time, and the noise is the
-half-width of the central ``confidence`` interval relative to the figure. The baseline is an estimate of
-the same workload with the same sample sizes, so the noise of the difference is sqrt(2) times that:
-tolerance = max(sqrt(2) x noise, floor). The bootstrap counts requests as independent, which the
-requests of one closed-loop level are not (a wave shares its queue), so it measures less than the
-variation between runs: the floors carry that. The samples are
+identical runs while peak throughput moved under 6%, see docs/gpu.md). The noise is measured on this run,
+from the per-request samples behind each figure, as the half-width of a ``confidence`` interval relative
+to the figure. The baseline is an estimate of the same workload with the same sample sizes, so the noise
+of the difference is sqrt(2) times that: tolerance = max(sqrt(2) x noise, floor). The intervals count
+requests as independent, which the requests of one closed-loop level are not (a wave shares its queue),
+so they measure less than the variation between runs: the floors carry that. The samples and intervals:
 
 - peak throughput: the per-request output rates (output tokens / end-to-end latency) of the peak sweep
   level; in a closed loop the level's throughput is its concurrency times their mean, so the mean's
-  relative spread is the throughput's;
-- TTFT and TPOT percentiles: the per-request TTFT and TPOT of that sweep level;
-- prefix speedup: the cold/warm pairs (a resample draws pairs, then takes median cold / median warm);
+  relative spread is the throughput's. Seeded bootstrap (``resamples`` draws with replacement).
+- TTFT and TPOT percentiles: the per-request TTFT and TPOT of that sweep level. The distribution-free
+  interval of a percentile: the order statistics X(l) <= X(u) that hold the true percentile with at least
+  ``confidence`` (binomial ranks, equal tails). A bootstrap cannot do this for a tail percentile: from 32
+  requests p99 is about the largest, every resample's largest is one of the few largest, and it reported
+  0.1% noise where the next run's p99 was 92% higher (CI, the 2-core box). When the sample is too small
+  for the interval to close (fewer than ``samples_to_bound``: 368 requests for p99 at 95%), the figure is
+  shown and its change, but it is not judged: the report says so and how many requests would do.
+- prefix speedup: the cold/warm pairs (bootstrap: a resample draws pairs, then takes median cold /
+  median warm);
 - goodput concurrency: a level of the sweep, not a sample statistic: only the floor applies.
 
 Everything here is pure: a report dict and samples in, figures and a verdict out.
@@ -41,8 +46,9 @@ from __future__ import annotations
 import json
 import math
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from enum import StrEnum
+from itertools import accumulate
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -92,6 +98,7 @@ class MetricSpec(BaseModel):
     unit: str
     better: Better
     latency: bool = False  # a latency percentile: judged against the latency floor
+    percentile: float | None = None  # 0-100, for a percentile of per-request samples
 
 
 METRICS: tuple[MetricSpec, ...] = (
@@ -99,10 +106,18 @@ METRICS: tuple[MetricSpec, ...] = (
         key="peak_output_throughput", label="peak output throughput", unit="tok/s", better=Better.HIGHER
     ),
     MetricSpec(key="goodput_concurrency", label="goodput concurrency", unit="", better=Better.HIGHER),
-    MetricSpec(key="ttft_p50_ms", label="TTFT p50", unit="ms", better=Better.LOWER, latency=True),
-    MetricSpec(key="ttft_p99_ms", label="TTFT p99", unit="ms", better=Better.LOWER, latency=True),
-    MetricSpec(key="tpot_p50_ms", label="TPOT p50", unit="ms", better=Better.LOWER, latency=True),
-    MetricSpec(key="tpot_p99_ms", label="TPOT p99", unit="ms", better=Better.LOWER, latency=True),
+    MetricSpec(
+        key="ttft_p50_ms", label="TTFT p50", unit="ms", better=Better.LOWER, latency=True, percentile=50
+    ),
+    MetricSpec(
+        key="ttft_p99_ms", label="TTFT p99", unit="ms", better=Better.LOWER, latency=True, percentile=99
+    ),
+    MetricSpec(
+        key="tpot_p50_ms", label="TPOT p50", unit="ms", better=Better.LOWER, latency=True, percentile=50
+    ),
+    MetricSpec(
+        key="tpot_p99_ms", label="TPOT p99", unit="ms", better=Better.LOWER, latency=True, percentile=99
+    ),
     MetricSpec(key="prefix_speedup", label="prefix-caching speedup", unit="x", better=Better.HIGHER),
 )
 
@@ -142,8 +157,9 @@ class MetricComparison(BaseModel):
     change: float | None  # (current - baseline) / baseline
     regression: float | None  # the change in the "worse" direction (negative: it improved)
     noise: float | None  # relative, measured on this run
-    tolerance: float | None  # max(sqrt(2) x noise, floor)
+    tolerance: float | None  # max(sqrt(2) x noise, floor); None when the figure is not judged
     regressed: bool
+    judged: bool = True  # False: not measured in both runs, or this run's samples cannot bound it
     note: str = ""
 
 
@@ -174,7 +190,13 @@ class BaselineFigures(BaseModel):
 
     @property
     def compared(self) -> list[MetricComparison]:
+        """Measured in both runs: the change is shown."""
         return [m for m in self.metrics if m.change is not None]
+
+    @property
+    def judged(self) -> list[MetricComparison]:
+        """Compared and held to a tolerance: these decide the verdict."""
+        return [m for m in self.compared if m.judged]
 
 
 # ---- reading reports -------------------------------------------------------------------------
@@ -326,10 +348,63 @@ def _speedup(pairs: Sequence[tuple[float, float]]) -> float:
     return median([c for c, _ in pairs]) / warm if warm > 0 else 0.0
 
 
+def quantile_ranks(n: int, q: float, confidence: float) -> tuple[int, int] | None:
+    """1-based ranks (l, u) of the order statistics X(l) <= X(u) of ``n`` samples that hold the true
+    q-th percentile (0 < q < 100) with probability at least ``confidence``, equal tails; ``None`` when
+    ``n`` samples cannot bound it on both sides (see :func:`samples_to_bound`).
+
+    The number B of samples at or below the true percentile is Binomial(n, q/100), so
+    P(X(l) > true) = P(B <= l - 1) and P(X(u) < true) = P(B >= u); l is the largest rank and u the
+    smallest whose tail is at most (1 - confidence) / 2. Distribution-free: nothing is assumed of the
+    latencies but that they are independent draws."""
+    if n < 1 or not 0 < q < 100:
+        return None
+    p = q / 100.0
+    tail = (1.0 - confidence) / 2.0
+    log_p, log_1p = math.log(p), math.log1p(-p)
+    pmf = [
+        math.exp(
+            math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) + k * log_p + (n - k) * log_1p
+        )
+        for k in range(n + 1)
+    ]
+    at_most = list(accumulate(pmf))  # at_most[k] = P(B <= k)
+    at_least = list(accumulate(reversed(pmf)))[::-1]  # at_least[k] = P(B >= k), summed from its own tail
+    lower = [rank for rank in range(1, n + 1) if at_most[rank - 1] <= tail]
+    upper = [rank for rank in range(1, n + 1) if at_least[rank] <= tail]
+    if not lower or not upper:
+        return None
+    return max(lower), min(upper)
+
+
+def samples_to_bound(q: float, confidence: float) -> int:
+    """The fewest samples whose order statistics bound the q-th percentile at ``confidence``: both the
+    smallest and the largest sample must lie beyond it with the tail probability, so
+    max(p, 1 - p)^n <= (1 - confidence) / 2. 6 for a median, 368 for p99, at 95%."""
+    p = q / 100.0
+    return math.ceil(math.log((1.0 - confidence) / 2.0) / math.log(max(p, 1.0 - p)))
+
+
+def quantile_noise(samples: Sequence[float], q: float, confidence: float) -> float | None:
+    """Half-width of the distribution-free ``confidence`` interval of the q-th percentile, relative to
+    the percentile; ``None`` when it cannot be measured (too few samples to bound it, or a zero figure)."""
+    ranks = quantile_ranks(len(samples), q, confidence)
+    point = percentile(samples, q) if samples else 0.0
+    if ranks is None or point == 0:
+        return None
+    ordered = sorted(samples)
+    low, high = ordered[ranks[0] - 1], ordered[ranks[1] - 1]
+    return (high - low) / 2.0 / abs(point)
+
+
+def _percentile_samples(samples: RunSamples, key: str) -> list[float]:
+    return samples.ttft_s if key.startswith("ttft") else samples.tpot_s
+
+
 def run_noise(
     samples: RunSamples, *, resamples: int, confidence: float, seed: int
 ) -> dict[str, float | None]:
-    """Relative noise of each compared figure, by bootstrap over this run's samples (see the module doc)."""
+    """Relative noise of each compared figure from this run's samples (see the module doc)."""
 
     def noise(values: Sequence[T], stat: Callable[[Sequence[T]], float], salt: int) -> float | None:
         return bootstrap_noise(values, stat, resamples=resamples, confidence=confidence, seed=seed + salt)
@@ -340,23 +415,47 @@ def run_noise(
     return {
         "peak_output_throughput": noise(samples.peak_level_output_rates, mean, 1),
         "goodput_concurrency": None,
-        "ttft_p50_ms": noise(samples.ttft_s, lambda xs: percentile(xs, 50), 2),
-        "ttft_p99_ms": noise(samples.ttft_s, lambda xs: percentile(xs, 99), 3),
-        "tpot_p50_ms": noise(samples.tpot_s, lambda xs: percentile(xs, 50), 4),
-        "tpot_p99_ms": noise(samples.tpot_s, lambda xs: percentile(xs, 99), 5),
         "prefix_speedup": noise(samples.prefix_pairs, _speedup, 6),
+    } | {
+        spec.key: quantile_noise(_percentile_samples(samples, spec.key), spec.percentile, confidence)
+        for spec in METRICS
+        if spec.percentile is not None
     }
+
+
+def unbounded_figures(samples: RunSamples, confidence: float) -> dict[str, str]:
+    """The percentile figures this run has too few samples to bound, each with why: they are shown with
+    their change but not judged (a p99 of 32 requests is about their largest, one request's luck)."""
+    unbounded: dict[str, str] = {}
+    for spec in METRICS:
+        if spec.percentile is None:
+            continue
+        n = len(_percentile_samples(samples, spec.key))
+        need = samples_to_bound(spec.percentile, confidence)
+        if 0 < n < need:
+            unbounded[spec.key] = (
+                f"not judged: {n} requests cannot bound a p{spec.percentile:g} at {confidence:.0%} "
+                f"confidence, {need} can (--min-phase-requests)"
+            )
+    return unbounded
 
 
 # ---- comparison ------------------------------------------------------------------------------
 
 
 def compare_metric(
-    spec: MetricSpec, baseline: float | None, current: float | None, noise: float | None, floor: float
+    spec: MetricSpec,
+    baseline: float | None,
+    current: float | None,
+    noise: float | None,
+    floor: float,
+    *,
+    unbounded: str = "",
 ) -> MetricComparison:
     """One figure: regressed when it got worse by more than both the noise of the difference
-    (``DIFFERENCE_NOISE x noise``) and ``floor`` (all relative)."""
-    tolerance = max(floor, DIFFERENCE_NOISE * noise) if noise is not None else floor
+    (``DIFFERENCE_NOISE x noise``) and ``floor`` (all relative). ``unbounded``: why this run's samples
+    cannot bound the figure; its change is shown and not judged."""
+    tolerance: float | None = max(floor, DIFFERENCE_NOISE * noise) if noise is not None else floor
     change: float | None = None
     regression: float | None = None
     note = ""
@@ -367,6 +466,10 @@ def compare_metric(
     else:
         change = (current - baseline) / baseline
         regression = -change if spec.better is Better.HIGHER else change
+        note = unbounded
+    judged = change is not None and not unbounded
+    if not judged:
+        tolerance = None
     return MetricComparison(
         key=spec.key,
         label=spec.label,
@@ -378,7 +481,8 @@ def compare_metric(
         regression=regression,
         noise=noise,
         tolerance=tolerance,
-        regressed=regression is not None and regression > tolerance,
+        regressed=judged and regression is not None and tolerance is not None and regression > tolerance,
+        judged=judged,
         note=note,
     )
 
@@ -392,9 +496,11 @@ def compare_runs(
     latency_floor: float | None = None,
     confidence: float,
     resamples: int,
+    unbounded: Mapping[str, str] | None = None,
 ) -> BaselineFigures:
     """Compare every figure of ``METRICS``: pure. Latency percentiles are held to ``latency_floor``
-    (default: ``floor``), the other figures to ``floor``."""
+    (default: ``floor``), the other figures to ``floor``; those in ``unbounded`` (figure -> why, from
+    :func:`unbounded_figures`) are shown and not judged."""
     lat_floor = floor if latency_floor is None else latency_floor
     metrics = [
         compare_metric(
@@ -403,6 +509,7 @@ def compare_runs(
             current.figures.value(spec.key),
             noise.get(spec.key),
             lat_floor if spec.latency else floor,
+            unbounded=(unbounded or {}).get(spec.key, ""),
         )
         for spec in METRICS
     ]
@@ -421,6 +528,10 @@ def judge_baseline(fig: BaselineFigures) -> tuple[bool | None, str]:
     """(passed, reason): ``None`` when nothing could be compared (the gate cannot judge)."""
     if not fig.compared:
         return None, "no figure was measured in both runs"
+    if not fig.judged:
+        return None, "no figure measured in both runs could be judged: " + "; ".join(
+            f"{m.label}: {m.note}" for m in fig.compared
+        )
     bad = fig.regressions
     if bad:
         return False, "; ".join(
@@ -428,10 +539,12 @@ def judge_baseline(fig: BaselineFigures) -> tuple[bool | None, str]:
             f"({_pct(m.regression)} worse > tolerance {_pct(m.tolerance)})"
             for m in bad
         )
-    worst = max(fig.compared, key=lambda m: (m.regression or 0.0) - (m.tolerance or 0.0))
+    worst = max(fig.judged, key=lambda m: (m.regression or 0.0) - (m.tolerance or 0.0))
+    unjudged = len(fig.compared) - len(fig.judged)
     return True, (
-        f"{len(fig.compared)} figures within tolerance of the baseline (closest: {worst.label} "
+        f"{len(fig.judged)} figures within tolerance of the baseline (closest: {worst.label} "
         f"{_pct(worst.regression)} worse, tolerance {_pct(worst.tolerance)})"
+        + (f"; {unjudged} shown but not judged (too few requests to bound them)" if unjudged else "")
     )
 
 

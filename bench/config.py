@@ -281,8 +281,12 @@ class BaselineSettings(_Strict):
         lt=1,
         description="the same for the TTFT/TPOT percentiles, which vary more between identical runs",
     )
-    confidence: float = Field(default=0.95, gt=0, lt=1, description="bootstrap interval of the run's noise")
-    resamples: int = Field(default=1000, ge=100, le=100_000, description="bootstrap resamples")
+    confidence: float = Field(
+        default=0.95, gt=0, lt=1, description="confidence of the intervals that measure the run's noise"
+    )
+    resamples: int = Field(
+        default=1000, ge=100, le=100_000, description="bootstrap resamples (throughput, prefix speedup)"
+    )
 
 
 class Timeouts(_Strict):

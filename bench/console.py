@@ -337,7 +337,7 @@ def _baseline_table(report: VerifyReport, console: Console) -> None:
             _pct(m.change),
             _pct(m.noise),
             _pct(m.tolerance),
-            "[bold red]YES[/bold red]" if m.regressed else ("no" if m.change is not None else escape(m.note)),
+            "[bold red]YES[/bold red]" if m.regressed else ("no" if m.judged else escape(m.note)),
         )
     console.print(table)
 

@@ -110,13 +110,14 @@ def _plot_baseline(fig_data: BaselineFigures, path: Path, endpoint: str) -> None
     compared = fig_data.compared
     xs = list(range(len(compared)))
     worse = [(m.regression or 0.0) * 100 for m in compared]
-    colours = ["tab:red" if m.regressed else "tab:green" for m in compared]
+    colours = ["tab:red" if m.regressed else "tab:green" if m.judged else "tab:grey" for m in compared]
     ax2.bar(xs, worse, color=colours)
-    ax2.scatter(xs, [(m.tolerance or 0.0) * 100 for m in compared], marker="_", s=600, color="black")
+    judged = [(x, m.tolerance * 100) for x, m in zip(xs, compared, strict=True) if m.tolerance is not None]
+    ax2.scatter([x for x, _ in judged], [t for _, t in judged], marker="_", s=600, color="black")
     ax2.axhline(0, color="grey", linewidth=0.8)
     ax2.set_xticks(xs, [m.label for m in compared], rotation=30, ha="right", fontsize=8)
     ax2.set_ylabel("% worse than baseline (bar); tolerance (line)")
-    ax2.set_title("regression per figure (red: beyond tolerance)")
+    ax2.set_title("regression per figure (red: beyond tolerance; grey: too few requests to judge)")
     ax2.grid(True, axis="y", alpha=0.3)
     fig.suptitle(f"baseline gate - {endpoint}", fontsize=10)
     fig.tight_layout()

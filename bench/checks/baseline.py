@@ -5,7 +5,7 @@ the figures of the sweep, the prefix check and the capacity under SLO (declared 
 per-request samples (for this run's noise). The CLI refuses a previous report of another workload before
 any request (``cli.refuse_other_baseline``); here it is read again, and a report of another workload or
 model is not measured (verdict error, exit 2). A regression beyond both this run's noise and the floor
-fails (exit 1).
+fails (exit 1); a percentile this run has too few requests to bound is shown and not judged.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from kvstack.bench.baseline import (
     read_report,
     run_noise,
     run_side,
+    unbounded_figures,
     workload_differences,
 )
 from kvstack.bench.checks import batching, goodput, prefix
@@ -96,11 +97,9 @@ async def measure(probe: Probe, deps: Deps) -> BaselineFigures:
     current["server"] = {"model": probe.model, "version": probe.server.version}
     base_side = run_side(previous, str(path))
     at = base_side.figures.latency_concurrency  # latency compared at the baseline's peak level
+    samples = run_samples(sweep, prefix_figures, deps.outcomes(batching.SWEEP_NAME), at)
     noise = run_noise(
-        run_samples(sweep, prefix_figures, deps.outcomes(batching.SWEEP_NAME), at),
-        resamples=settings.resamples,
-        confidence=settings.confidence,
-        seed=probe.config.seed,
+        samples, resamples=settings.resamples, confidence=settings.confidence, seed=probe.config.seed
     )
     return compare_runs(
         base_side,
@@ -110,6 +109,7 @@ async def measure(probe: Probe, deps: Deps) -> BaselineFigures:
         latency_floor=settings.latency_floor,
         confidence=settings.confidence,
         resamples=settings.resamples,
+        unbounded=unbounded_figures(samples, settings.confidence),
     )
 
 

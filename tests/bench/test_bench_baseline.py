@@ -1,4 +1,4 @@
-"""The baseline gate's pure parts: reading reports, workload identity, bootstrap noise, the comparison."""
+"""The baseline gate's pure parts: reading reports, workload identity, the noise intervals, the comparison."""
 
 from __future__ import annotations
 
@@ -21,9 +21,13 @@ from kvstack.bench.baseline import (
     compare_runs,
     compared_figures,
     judge_baseline,
+    quantile_noise,
+    quantile_ranks,
     read_report,
     run_noise,
     run_side,
+    samples_to_bound,
+    unbounded_figures,
     workload_differences,
 )
 from kvstack.bench.config import VerifyConfig
@@ -260,3 +264,126 @@ def test_goodput_concurrency_is_read_from_the_capacity_under_slo_check() -> None
         run_side(report, "prev"), run_side(halved, "now"), {}, floor=0.1, confidence=0.95, resamples=1000
     )
     assert [m.key for m in fig.regressions] == ["goodput_concurrency"]
+
+
+def _binomial_cdf(k: int, n: int, p: float) -> float:
+    """P(Binomial(n, p) <= k), by exact integer coefficients: an independent computation."""
+    return sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k + 1))
+
+
+@pytest.mark.parametrize(("n", "q"), [(6, 50), (32, 50), (101, 90), (500, 99), (32, 75)])
+def test_quantile_ranks_are_the_tightest_with_tails_within_the_confidence(n: int, q: float) -> None:
+    ranks = quantile_ranks(n, q, 0.95)
+    assert ranks is not None
+    low, high = ranks
+    p = q / 100
+    assert _binomial_cdf(low - 1, n, p) <= 0.025 < _binomial_cdf(low, n, p)  # X(low) above the truth
+    assert 1 - _binomial_cdf(high - 1, n, p) <= 0.025 < 1 - _binomial_cdf(high - 2, n, p)  # X(high) below
+
+
+def test_the_median_interval_of_32_is_the_textbook_one() -> None:
+    # order statistics 10 and 23 of 32 hold the median with 98% (tables of the sign test's interval)
+    assert quantile_ranks(32, 50, 0.95) == (10, 23)
+    assert samples_to_bound(50, 0.95) == 6
+    assert quantile_ranks(5, 50, 0.95) is None  # 2 x 0.5^5 = 6.25% > 5%: five samples cannot bound it
+
+
+@pytest.mark.parametrize("q", [1, 25, 50, 90, 95, 99, 99.9])
+@pytest.mark.parametrize("confidence", [0.8, 0.9, 0.95, 0.99])
+def test_samples_to_bound_is_where_the_ranks_first_exist(q: float, confidence: float) -> None:
+    need = samples_to_bound(q, confidence)
+    assert quantile_ranks(need, q, confidence) is not None
+    assert quantile_ranks(need - 1, q, confidence) is None
+
+
+def test_the_percentile_interval_covers_the_truth_as_often_as_it_says() -> None:
+    rng = random.Random(7)
+    true_p90 = -math.log(0.1)  # exponential(1): latency-like, skewed
+    low, high = quantile_ranks(200, 90, 0.95) or (0, 0)
+    hits = 0
+    for _ in range(1000):
+        xs = sorted(rng.expovariate(1.0) for _ in range(200))
+        hits += xs[low - 1] <= true_p90 <= xs[high - 1]
+    assert 0.95 <= hits / 1000 <= 0.99  # at least the confidence, not far above (the ranks are tight)
+
+
+def test_quantile_noise_is_the_half_width_of_the_rank_interval() -> None:
+    samples = [float(x) for x in range(1, 33)]  # 1..32
+    # median 16.5; X(10) = 10, X(23) = 23: half-width 6.5
+    assert quantile_noise(samples, 50, 0.95) == pytest.approx(6.5 / 16.5)
+    assert quantile_noise(samples, 99, 0.95) is None  # 32 samples cannot bound a p99
+    assert quantile_noise([], 50, 0.95) is None
+
+
+def test_a_p99_of_too_few_requests_is_shown_and_not_judged() -> None:
+    """The CI failure this guards: 32 TTFTs at c16, an identical rerun whose slowest request took 758 ms
+    where the first run's took 396 ms. A p99 of 32 requests is about their largest; the bootstrap called
+    its noise 0.1% and the gate failed the rerun on +92%. Now the p99s are shown, marked, and not judged,
+    and the p50s, which 32 requests do bound, still are."""
+    rng = random.Random(3)
+    ttft = [rng.uniform(0.30, 0.39) for _ in range(31)] + [0.758]
+    samples = RunSamples(ttft_s=ttft, tpot_s=[rng.uniform(0.03, 0.05) for _ in range(32)])
+    unbounded = unbounded_figures(samples, 0.95)
+    assert set(unbounded) == {"ttft_p99_ms", "tpot_p99_ms"}
+    assert "32 requests cannot bound a p99 at 95% confidence, 368 can" in unbounded["ttft_p99_ms"]
+    assert "--min-phase-requests" in unbounded["ttft_p99_ms"]
+    base = run_side(_report(200.0, 396.0, 4.0), "prev.json")
+    rerun = _report(200.0, 758.0, 4.0)
+    rerun["checks"][0]["figures"]["levels"][1]["ttft"]["p50_ms"] = 198.0  # the p50s unchanged
+    noise = run_noise(samples, resamples=500, confidence=0.95, seed=0)
+    fig = compare_runs(
+        base,
+        run_side(rerun, "this run"),
+        noise,
+        floor=0.5,
+        latency_floor=0.2,
+        confidence=0.95,
+        resamples=500,
+        unbounded=unbounded,
+    )
+    p99 = next(m for m in fig.metrics if m.key == "ttft_p99_ms")
+    assert p99.change == pytest.approx(758 / 396 - 1)  # shown
+    assert (p99.judged, p99.regressed, p99.tolerance) == (False, False, None)
+    assert p99.note == unbounded["ttft_p99_ms"]
+    assert {m.key for m in fig.judged} == {
+        "peak_output_throughput",
+        "ttft_p50_ms",
+        "tpot_p50_ms",
+        "prefix_speedup",
+    }
+    passed, reason = judge_baseline(fig)
+    assert passed is True, reason
+    assert "2 shown but not judged" in reason
+    # the same +92% on a p50 (which 32 requests bound) still fails
+    slow = _report(200.0, 758.0, 4.0)
+    bad = compare_runs(
+        base,
+        run_side(slow, "this run"),
+        noise,
+        floor=0.5,
+        latency_floor=0.2,
+        confidence=0.95,
+        resamples=500,
+        unbounded=unbounded,
+    )
+    assert [m.key for m in bad.regressions] == ["ttft_p50_ms"]
+
+
+def test_enough_requests_judge_the_p99() -> None:
+    rng = random.Random(5)
+    samples = RunSamples(ttft_s=[rng.expovariate(3.0) for _ in range(400)])
+    assert "ttft_p99_ms" not in unbounded_figures(samples, 0.95)
+    assert "tpot_p99_ms" not in unbounded_figures(samples, 0.95)  # no TPOT samples: nothing to say
+    noise = run_noise(samples, resamples=500, confidence=0.95, seed=0)["ttft_p99_ms"]
+    assert noise is not None
+    assert 0 < noise < 1
+
+
+def test_a_gate_of_only_unjudged_figures_cannot_judge() -> None:
+    report = _report(200.0, 900.0, 4.0)
+    side = run_side(report, "prev.json")
+    everything = {spec.key: "not judged: too few" for spec in METRICS}
+    fig = compare_runs(side, side, {}, floor=0.1, confidence=0.95, resamples=1000, unbounded=everything)
+    passed, reason = judge_baseline(fig)
+    assert passed is None
+    assert "could be judged" in reason
