@@ -6,10 +6,11 @@
   ``--baseline`` on the same first report: the gate fails (exit 1), naming TTFT p50.
 
 A reduced workload (no use-case table, no chat, two sweep levels) keeps the three runs to about two
-minutes on 2 cores. The floor is 50%, not the default 10%: with --max-num-seqs 2 the server was 52-89%
-down in peak throughput and 7-25x up in TTFT p50, while identical reruns on the 2-core box shared with
-other jobs came out 22% and 62% slower (the machine, not the server). The rerun half therefore needs the
-CI machine to itself, as `make test` has it; the worse-server half holds with any neighbours.
+minutes on 2 cores. Both floors are 50%, not the defaults 10% and 20%: with --max-num-seqs 2 the server
+was 52-89% down in peak throughput and 7-25x up in TTFT p50, while identical reruns on the 2-core box
+shared with other jobs came out 22% and 62% slower (the machine, not the server). The rerun half
+therefore needs the CI machine to itself, as `make test` has it; the worse-server half holds with any
+neighbours. Percentiles of too few requests to bound them (p99 here) are shown and not judged.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ from tests.bench.bench_helpers import verify_cli
 pytestmark = pytest.mark.live
 
 FLOOR = "0.5"
+# both floors: on 2 cores identical reruns moved TTFT p50 by up to 22% (attempt A), past the 20% default;
+# the worse server moves it x7 to x25
+FLOORS = ("--baseline-floor", FLOOR, "--baseline-latency-floor", FLOOR)
 REDUCED_WORKLOAD: dict[str, Any] = {
     "engine": {"chat": False, "max_tokens": 8},
     "batching": {"prompts": 16, "prompt_tokens": 32, "output_tokens": 16},
@@ -75,7 +79,7 @@ def test_baseline_gate_passes_on_an_identical_rerun(
 ) -> None:
     config, previous = first_report
     code, rerun, log = _verify(
-        local_stack.vllm_url, config, tmp_path / "rerun", "--baseline", previous, "--baseline-floor", FLOOR
+        local_stack.vllm_url, config, tmp_path / "rerun", "--baseline", previous, *FLOORS
     )
     gate = _gate(rerun)
     print(f"identical rerun: {gate['verdict']}: {gate['reason']}\n{_table(gate)}")
@@ -106,7 +110,7 @@ def test_baseline_gate_fails_against_a_worse_server(
     """Runs after the rerun, so that the second server is not started (nor idle) during the reruns."""
     config, previous = first_report
     code, worse, log = _verify(
-        vllm_few_seqs.vllm_url, config, tmp_path / "worse", "--baseline", previous, "--baseline-floor", FLOOR
+        vllm_few_seqs.vllm_url, config, tmp_path / "worse", "--baseline", previous, *FLOORS
     )
     gate = _gate(worse)
     print(f"--max-num-seqs 2: {gate['verdict']}: {gate['reason']}\n{_table(gate)}")
