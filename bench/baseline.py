@@ -134,6 +134,8 @@ class ComparedFigures(BaseModel):
     tpot_p50_ms: float | None = None
     tpot_p99_ms: float | None = None
     prefix_speedup: float | None = None
+    ttft_count: int | None = None  # requests behind the TTFT percentiles
+    tpot_count: int | None = None
 
     def value(self, key: str) -> float | None:
         value = getattr(self, key)
@@ -282,7 +284,14 @@ def compared_figures(report: dict[str, Any], latency_concurrency: int | None = N
         tpot_p50_ms=_num(latency, "tpot", "p50_ms"),
         tpot_p99_ms=_num(latency, "tpot", "p99_ms"),
         prefix_speedup=_num(prefix, "speedup"),
+        ttft_count=_count(latency, "ttft"),
+        tpot_count=_count(latency, "tpot"),
     )
+
+
+def _count(level: dict[str, Any], dist: str) -> int | None:
+    count = _num(level, dist, "count")
+    return int(count) if count is not None else None
 
 
 def sweep_curve(report: dict[str, Any]) -> SweepCurve:
@@ -423,18 +432,32 @@ def run_noise(
     }
 
 
-def unbounded_figures(samples: RunSamples, confidence: float) -> dict[str, str]:
-    """The percentile figures this run has too few samples to bound, each with why: they are shown with
-    their change but not judged (a p99 of 32 requests is about their largest, one request's luck)."""
+def unbounded_figures(
+    samples: RunSamples, confidence: float, baseline: ComparedFigures | None = None
+) -> dict[str, str]:
+    """The percentile figures too few requests bound, each with why: this run's, or the baseline's when
+    it had fewer (its count is in its report). They are shown with their change but not judged: a p99
+    of 32 requests is about their largest, one request's luck."""
     unbounded: dict[str, str] = {}
     for spec in METRICS:
         if spec.percentile is None:
             continue
         n = len(_percentile_samples(samples, spec.key))
+        before = (
+            None
+            if baseline is None
+            else baseline.ttft_count
+            if spec.key.startswith("ttft")
+            else baseline.tpot_count
+        )
         need = samples_to_bound(spec.percentile, confidence)
-        if 0 < n < need:
+        fewest = min(n, before) if before else n
+        if 0 < fewest < need:
+            counts = f"{n} requests" + (
+                f" (the baseline {before})" if before is not None and before != n else ""
+            )
             unbounded[spec.key] = (
-                f"not judged: {n} requests cannot bound a p{spec.percentile:g} at {confidence:.0%} "
+                f"not judged: {counts} cannot bound a p{spec.percentile:g} at {confidence:.0%} "
                 f"confidence, {need} can (--min-phase-requests)"
             )
     return unbounded

@@ -109,7 +109,7 @@ async def measure(probe: Probe, deps: Deps) -> BaselineFigures:
         latency_floor=settings.latency_floor,
         confidence=settings.confidence,
         resamples=settings.resamples,
-        unbounded=unbounded_figures(samples, settings.confidence),
+        unbounded=unbounded_figures(samples, settings.confidence, base_side.figures),
     )
 
 

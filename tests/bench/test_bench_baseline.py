@@ -387,3 +387,16 @@ def test_a_gate_of_only_unjudged_figures_cannot_judge() -> None:
     passed, reason = judge_baseline(fig)
     assert passed is None
     assert "could be judged" in reason
+
+
+def test_a_baseline_of_too_few_requests_leaves_its_p99_unjudged() -> None:
+    """Phases are sized by time, so the same workload can complete fewer requests in the baseline run
+    (a slower server): the fewer of the two counts decides."""
+    rng = random.Random(6)
+    samples = RunSamples(ttft_s=[rng.expovariate(3.0) for _ in range(400)])
+    baseline = compared_figures(_report(200.0, 900.0, 4.0))  # 10 TTFTs, 16 TPOTs at its peak level
+    assert (baseline.ttft_count, baseline.tpot_count) == (10, 16)
+    unbounded = unbounded_figures(samples, 0.95, baseline)
+    assert "400 requests (the baseline 10) cannot bound a p99" in unbounded["ttft_p99_ms"]
+    assert "ttft_p50_ms" not in unbounded  # 10 bound a median
+    assert "ttft_p99_ms" not in unbounded_figures(samples, 0.95)  # this run alone has enough
