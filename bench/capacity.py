@@ -14,10 +14,8 @@ its own KV cache, so tokens and concurrency add up while the block size must be 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
-
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import BaseModel, ConfigDict
 
 from kvstack.contract.metrics import CACHE_CONFIG_INFO
 
@@ -28,8 +26,7 @@ class CapacityParseError(ValueError):
     """The exposition has no usable cache-config info series."""
 
 
-@dataclass(frozen=True, slots=True)
-class KvCapacity:
+class KvCapacity(BaseModel):
     """The KV cache a vLLM server allocated, as numbers.
 
     ``max_concurrency`` is KV tokens / ``max_model_len`` when the served length is known, else the
@@ -47,8 +44,7 @@ class KvCapacity:
     kv_cache_memory_bytes: int | None
     cache_dtype: str | None
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    model_config = ConfigDict(frozen=True)
 
 
 def _int_label(labels: dict[str, str], name: str) -> int | None:

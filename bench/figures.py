@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field, computed_field
 
+from kvstack.bench.capacity import KvCapacity
 from kvstack.bench.report import ErrorSummary
 from kvstack.bench.stats import Distribution, median
 
@@ -40,19 +41,9 @@ class EngineFigures(BaseModel):
 # ---- PagedAttention capacity ------------------------------------------------------------------------
 
 
-class KvCapacityFigures(BaseModel):
-    """``bench.capacity.KvCapacity`` as figures, plus the comparison with the expected capacity."""
+class KvCapacityFigures(KvCapacity):
+    """``bench.capacity.KvCapacity`` and its comparison lines with the expected capacity."""
 
-    block_size: int
-    num_blocks: int
-    kv_tokens: int
-    max_model_len: int | None
-    max_concurrency: float | None
-    server_max_concurrency: float | None
-    engines: int
-    prefix_caching_enabled: bool | None
-    kv_cache_memory_bytes: int | None
-    cache_dtype: str | None
     expected: list[str] = Field(default_factory=list)
 
 

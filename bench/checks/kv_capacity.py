@@ -71,11 +71,7 @@ def capacity_figures(
 ) -> KvCapacityFigures:
     """The parsed capacity and its comparison lines with the expected capacity: pure."""
     _, _, comparisons = judge_capacity(cap, thresholds, expected)
-    return KvCapacityFigures(**cap.as_dict(), expected=comparisons)
-
-
-def kv_capacity_of(fig: KvCapacityFigures) -> KvCapacity:
-    return KvCapacity(**fig.model_dump(exclude={"expected"}))
+    return KvCapacityFigures(**cap.model_dump(), expected=comparisons)
 
 
 async def measure(probe: Probe, _deps: Deps) -> KvCapacityFigures:
@@ -89,12 +85,11 @@ async def measure(probe: Probe, _deps: Deps) -> KvCapacityFigures:
 
 
 def judge(fig: KvCapacityFigures, config: VerifyConfig) -> Judgement:
-    cap = kv_capacity_of(fig)
-    verdict, reason, _ = judge_capacity(cap, config.thresholds, config.expected_capacity)
-    conc = f"{cap.max_concurrency:.1f}" if cap.max_concurrency is not None else "?"
+    verdict, reason, _ = judge_capacity(fig, config.thresholds, config.expected_capacity)
+    conc = f"{fig.max_concurrency:.1f}" if fig.max_concurrency is not None else "?"
     summary = (
-        f"block {cap.block_size}, {cap.num_blocks} blocks = {cap.kv_tokens} KV tokens; "
-        f"max concurrency {conc} at {cap.max_model_len or '?'} tokens"
+        f"block {fig.block_size}, {fig.num_blocks} blocks = {fig.kv_tokens} KV tokens; "
+        f"max concurrency {conc} at {fig.max_model_len or '?'} tokens"
     )
     return Judgement(verdict, reason, summary)
 
