@@ -21,7 +21,7 @@ the stack and runs with the stack's other cross-section checks (:mod:`kvstack.in
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
@@ -32,7 +32,8 @@ from kvstack.contract.scale_out import (
     policy_needs_render,
     tag_needs_scale_out_flag,
 )
-from kvstack.infra.config.types import K8sName, LabelMap, Quantity, Strict, SubdomainName
+from kvstack.infra.config.sections.image import PinnedImage
+from kvstack.infra.config.types import LabelMap, Quantity, Strict, SubdomainName
 
 if TYPE_CHECKING:
     from kvstack.infra.config.stack import StackConfig
@@ -61,44 +62,19 @@ MANAGED_ROUTER_FLAGS = frozenset(
     }
 )
 
-_MOVING_TAGS = frozenset({"latest", "nightly", "main", "stable"})
 
-
-class RouterImage(Strict):
-    """The router's container image: no default, pinned by an exact tag or a digest.
+class RouterImage(PinnedImage):
+    """The router's container image: no default, pinned by an exact tag or a digest (the tag-or-digest
+    rule is a cross-check: :func:`router_cross_checks`, only when the router is on).
 
     No upstream image of vllm-router 0.1.17 could be confirmed (its release pipeline publishes the PyPI
     wheel); docs/infra.md shows a Dockerfile that installs the wheel.
     """
 
+    where: ClassVar[str] = "router.image"
+    example_tag: ClassVar[str] = ROUTER_VERSION
+
     repository: str = Field(min_length=1, description="e.g. registry.example.com/platform/vllm-router")
-    tag: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-    digest: str | None = Field(default=None, pattern=r"^sha256:[a-f0-9]{64}$")
-    pull_policy: Literal["IfNotPresent", "Always", "Never"] = "IfNotPresent"
-    pull_secrets: list[K8sName] = Field(default_factory=list)
-
-    @field_validator("repository")
-    @classmethod
-    def _no_tag_in_repository(cls, value: str) -> str:
-        if ":" in value.rsplit("/", 1)[-1] or "@" in value:
-            raise ValueError("put the tag in router.image.tag and the digest in router.image.digest")
-        return value
-
-    @field_validator("tag")
-    @classmethod
-    def _pinned(cls, value: str | None) -> str | None:
-        if value is not None and value.lower() in _MOVING_TAGS:
-            raise ValueError(f"tag {value!r} moves; pin a release tag (e.g. {ROUTER_VERSION}) or a digest")
-        return value
-
-    @property
-    def reference(self) -> str:
-        ref = self.repository
-        if self.tag:
-            ref += f":{self.tag}"
-        if self.digest:
-            ref += f"@{self.digest}"
-        return ref
 
 
 class RouterResources(Strict):
