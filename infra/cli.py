@@ -197,8 +197,8 @@ def _add_lint(subparsers: Any) -> None:
         "startup probes, a Service serving /v1/completions, enableServiceLinks false, >= 4 monitored metrics "
         "(>= 1 vLLM-specific), complete autoscaling bounds, the router tier (a multi-replica stack without "
         "one warns; vllm-router pinned, discovering exactly the vLLM pods with get/list/watch-pods RBAC, "
-        "probed, scraped), the capacity floor, and schemas (Kubernetes, CRDs, prometheus-adapter). Exits 1 "
-        "naming each failure.",
+        "probed, scraped, its engines serving the render routes a cache_aware policy reads), the capacity "
+        "floor, and schemas (Kubernetes, CRDs, prometheus-adapter). Exits 1 naming each failure.",
         epilog="examples:\n  kvstack lint --stack prod\n"
         "  kvstack lint --manifests rendered/prod --kube-version 1.31\n"
         + _EXIT_CODES.format(failed="a check failed (each failure is named)", name="lint"),

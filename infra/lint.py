@@ -20,6 +20,8 @@ Each check is a small pure function returning :class:`Finding` s; a stack passes
 * ``router-image``, ``router-select``, ``router-rbac``, ``router-probes``, ``router-service``,
   ``router-metrics``: a vllm-router Deployment is pinned, discovers exactly the engine pods on their port
   with the RBAC and token that needs, has probes, a Service, and metrics Prometheus can reach and scrapes
+* ``router-render``: a ``cache_aware`` router's engines serve the render routes it reads (vLLM >= 0.30
+  only with ``--enable-scale-out``, which <= 0.28 refuses; WARN when the engine's tag names no release)
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from typing import Any, Literal
 
 from kvstack.contract.metrics import CATALOGUE, REMOVED, VLLM_PREFIX, is_vllm_name, metric_of
 from kvstack.contract.promql import metric_names
+from kvstack.contract.scale_out import SCALE_OUT_FLAG, policy_needs_render, tag_needs_scale_out_flag
+from kvstack.infra.config.sections.image import MOVING_TAGS
 from kvstack.infra.drain import DRAIN_MARGIN_SECONDS, drain_problem, shutdown_timeout_seconds
 
 REQUIRED_FLAGS = ("--model", "--host", "--port", "--max-model-len", "--gpu-memory-utilization")
@@ -615,7 +619,6 @@ def check_network(bodies: Sequence[dict[str, Any]], deployment: dict[str, Any]) 
 
 _ROUTER_PROBE_PATHS = frozenset({"/liveness", "/readiness", "/health"})
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
-_MOVING_TAGS = frozenset({"latest", "nightly", "main", "stable"})
 _DISCOVERY_VERBS = frozenset({"list", "watch"})
 
 
@@ -671,7 +674,7 @@ def _image_pinned(image: str) -> bool:
     if "@sha256:" in image:
         return True
     last = image.rsplit("/", 1)[-1]
-    return ":" in last and last.rsplit(":", 1)[1].lower() not in _MOVING_TAGS
+    return ":" in last and last.rsplit(":", 1)[1].lower() not in MOVING_TAGS
 
 
 def check_router_presence(bodies: Sequence[dict[str, Any]], deployment: dict[str, Any]) -> list[Finding]:
@@ -838,11 +841,51 @@ def _router_metrics(
     return [_fail("router-metrics", f"no ServiceMonitor or PodMonitor scrapes {where}'s metrics port {port}")]
 
 
+def image_tag(image: str) -> str | None:
+    """The tag of an image reference (``repo:tag``, ``repo:tag@sha256:...``); None when it has none."""
+    last = image.split("@", 1)[0].rsplit("/", 1)[-1]
+    return last.rsplit(":", 1)[1] if ":" in last else None
+
+
+def _router_render(
+    container: dict[str, Any], engine: dict[str, Any], engine_container: dict[str, Any]
+) -> Finding:
+    """A policy that reads token ids from the engines' render routes gets an engine that serves them:
+    vLLM >= 0.30 only with --enable-scale-out, <= 0.28 always (and it refuses the flag). Without them
+    vllm-router 0.1.17 load-balances, nothing fails, and the fleet loses its prefix-cache hits."""
+    policy = flag_values(_argv(container)).get("--policy") or "cache_aware"  # vllm-router's default
+    engine_image = str(engine_container.get("image") or "")
+    engine_flags = flag_values(_argv(engine_container))
+    where = f"{_name(engine)} ({engine_image})"
+    if not policy_needs_render(policy):
+        return _ok("router-render", f"policy {policy} reads no render routes")
+    needs = tag_needs_scale_out_flag(image_tag(engine_image))
+    has = SCALE_OUT_FLAG in engine_flags
+    if needs is True and not has:
+        return _fail(
+            "router-render",
+            f"{policy} reads token ids from the engines' render routes, and {where} serves them only with "
+            f"{SCALE_OUT_FLAG}: without it the router load-balances and the fleet loses its cache hits",
+        )
+    if needs is False and has:
+        return _fail("router-render", f"{where} predates {SCALE_OUT_FLAG} and would exit on it")
+    if needs is None:
+        flag = f"passes {SCALE_OUT_FLAG}" if has else f"does not pass {SCALE_OUT_FLAG}"
+        return Finding(
+            "router-render",
+            "warn",
+            f"{policy} reads token ids from the engines' render routes; the engine image's tag names no "
+            f"release whose routes are known, and {where} {flag}: check that /v1/completions/render answers",
+        )
+    return _ok("router-render", f"{where} serves the render routes {policy} reads")
+
+
 def check_router(
     bodies: Sequence[dict[str, Any]], engine: dict[str, Any], engine_container: dict[str, Any]
 ) -> list[Finding]:
     """Each vllm-router Deployment: pinned image, discovery of exactly the engine pods with the RBAC and
-    token it needs, probes on its own health endpoints, a Service, metrics Prometheus scrapes."""
+    token it needs, engines that serve the render routes its policy reads, probes on its own health
+    endpoints, a Service, metrics Prometheus scrapes."""
     out: list[Finding] = []
     for router, container in _routers(bodies):
         where, image = _name(router), str(container.get("image") or "")
@@ -851,6 +894,7 @@ def check_router(
         else:
             out.append(_fail("router-image", f"{where}: image {image!r} is not pinned (exact tag or digest)"))
         out += _router_discovery(bodies, router, container, engine, engine_container)
+        out.append(_router_render(container, engine, engine_container))
         if "--service-discovery" in flag_values(_argv(container)):
             out += _router_rbac(bodies, router)
         port = int(flag_values(_argv(container)).get("--port") or 30000)  # vllm-router's default

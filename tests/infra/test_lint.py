@@ -182,7 +182,14 @@ def test_example_stacks_pass(stack: str) -> None:
     checks |= {"autoscaling"}
     # prod's HPA needs prometheus-adapter: the adapter check runs (and warns: the wiring is undeclared);
     # prod runs the router tier, whose checks run too
-    router = {"router-image", "router-select", "router-rbac", "router-probes", "router-metrics"}
+    router = {
+        "router-image",
+        "router-select",
+        "router-rbac",
+        "router-probes",
+        "router-metrics",
+        "router-render",
+    }
     assert {f.check for f in findings} == checks | ({"adapter", *router} if stack == "prod" else set())
 
 

@@ -406,6 +406,7 @@ def test_lint_passes_the_prod_router() -> None:
         "router-rbac",
         "router-probes",
         "router-metrics",
+        "router-render",
     }
     assert [f for f in findings if f.status != "ok"] == []
     assert _lint(_bodies("dev")) == []  # one replica, no router: nothing to say
@@ -526,3 +527,57 @@ def test_the_rules_of_a_stack_without_a_router_have_no_router_alerts() -> None:
     alerts = {r.get("alert") for g in prometheus_rule(dev)["spec"]["groups"] for r in g["rules"]}
     assert "VLLMEngineDown" in alerts
     assert not {a for a in alerts if a and ("Router" in a or "Fleet" in a)}
+
+
+def _engine_container(bodies: list[dict[str, Any]]) -> dict[str, Any]:
+    (deployment,) = [b for b in bodies if b["kind"] == "Deployment" and b["metadata"]["name"] == "vllm"]
+    container: dict[str, Any] = deployment["spec"]["template"]["spec"]["containers"][0]
+    return container
+
+
+def _render(bodies: list[dict[str, Any]]) -> Finding:
+    (finding,) = [f for f in _lint(bodies) if f.check == "router-render"]
+    return finding
+
+
+@pytest.mark.parametrize(
+    ("image", "flag", "status", "words"),
+    [
+        ("vllm/vllm-openai:v0.26.0", False, "ok", "serves the render routes cache_aware reads"),
+        ("vllm/vllm-openai:v0.26.0", True, "fail", "predates --enable-scale-out and would exit on it"),
+        ("vllm/vllm-openai:v0.30.1", False, "fail", "serves them only with --enable-scale-out"),
+        ("vllm/vllm-openai:v0.30.1", True, "ok", "serves the render routes"),
+        ("vllm/vllm-openai:v0.32.0@sha256:" + "b" * 64, False, "fail", "only with --enable-scale-out"),
+        ("vllm/vllm-openai@sha256:" + "b" * 64, False, "warn", "check that /v1/completions/render answers"),
+        ("registry.local:5000/vllm:v0.29.2", True, "warn", "passes --enable-scale-out"),
+    ],
+)
+def test_lint_checks_that_a_cache_aware_routers_engines_serve_the_render_routes(
+    image: str, flag: bool, status: str, words: str
+) -> None:
+    """A hand-edited or re-tagged engine behind a cache_aware router: without the render routes the
+    router load-balances silently (routing efficiency 0.73-0.75 on the local fleet, the round_robin
+    figure); the stack file is checked for this already, the manifests are checked here."""
+    bodies = _bodies()
+    engine = _engine_container(bodies)
+    engine["image"] = image
+    args = engine.setdefault("args", [])
+    if "--enable-scale-out" in args:
+        args.remove("--enable-scale-out")
+    if flag:
+        args.append("--enable-scale-out")
+    finding = _render(bodies)
+    assert finding.status == status, finding.message
+    assert words in finding.message
+
+
+def test_a_router_policy_that_reads_no_render_routes_needs_none() -> None:
+    bodies = _bodies()
+    args = _router_container(bodies)["args"]
+    if "--policy" in args:
+        args[args.index("--policy") + 1] = "round_robin"
+    else:
+        args += ["--policy", "round_robin"]
+    _engine_container(bodies)["image"] = "vllm/vllm-openai:v0.32.0"  # no --enable-scale-out
+    finding = _render(bodies)
+    assert (finding.status, finding.message) == ("ok", "policy round_robin reads no render routes")
