@@ -50,7 +50,7 @@ from collections.abc import Callable, Mapping, Sequence
 from enum import StrEnum
 from itertools import accumulate
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel
 
@@ -97,8 +97,13 @@ class MetricSpec(BaseModel):
     label: str
     unit: str
     better: Better
-    latency: bool = False  # a latency percentile: judged against the latency floor
-    percentile: float | None = None  # 0-100, for a percentile of per-request samples
+    # a latency percentile (judged against the latency floor): of which per-request samples, which one
+    distribution: Literal["ttft", "tpot"] | None = None
+    percentile: float | None = None  # 0-100
+
+    @property
+    def latency(self) -> bool:
+        return self.distribution is not None
 
 
 METRICS: tuple[MetricSpec, ...] = (
@@ -107,16 +112,36 @@ METRICS: tuple[MetricSpec, ...] = (
     ),
     MetricSpec(key="goodput_concurrency", label="goodput concurrency", unit="", better=Better.HIGHER),
     MetricSpec(
-        key="ttft_p50_ms", label="TTFT p50", unit="ms", better=Better.LOWER, latency=True, percentile=50
+        key="ttft_p50_ms",
+        label="TTFT p50",
+        unit="ms",
+        better=Better.LOWER,
+        distribution="ttft",
+        percentile=50,
     ),
     MetricSpec(
-        key="ttft_p99_ms", label="TTFT p99", unit="ms", better=Better.LOWER, latency=True, percentile=99
+        key="ttft_p99_ms",
+        label="TTFT p99",
+        unit="ms",
+        better=Better.LOWER,
+        distribution="ttft",
+        percentile=99,
     ),
     MetricSpec(
-        key="tpot_p50_ms", label="TPOT p50", unit="ms", better=Better.LOWER, latency=True, percentile=50
+        key="tpot_p50_ms",
+        label="TPOT p50",
+        unit="ms",
+        better=Better.LOWER,
+        distribution="tpot",
+        percentile=50,
     ),
     MetricSpec(
-        key="tpot_p99_ms", label="TPOT p99", unit="ms", better=Better.LOWER, latency=True, percentile=99
+        key="tpot_p99_ms",
+        label="TPOT p99",
+        unit="ms",
+        better=Better.LOWER,
+        distribution="tpot",
+        percentile=99,
     ),
     MetricSpec(key="prefix_speedup", label="prefix-caching speedup", unit="x", better=Better.HIGHER),
 )
@@ -140,6 +165,11 @@ class ComparedFigures(BaseModel):
     def value(self, key: str) -> float | None:
         value = getattr(self, key)
         return None if value is None else float(value)
+
+    def count(self, distribution: str) -> int | None:
+        """Requests behind the percentiles of ``distribution`` (``ttft`` or ``tpot``)."""
+        count: int | None = getattr(self, f"{distribution}_count")
+        return count
 
 
 class SweepCurve(BaseModel):
@@ -351,6 +381,11 @@ class RunSamples(BaseModel):
     tpot_s: list[float] = []
     prefix_pairs: list[tuple[float, float]] = []  # (cold TTFT, warm TTFT)
 
+    def latencies(self, distribution: str) -> list[float]:
+        """The per-request samples of ``distribution`` (``ttft`` or ``tpot``)."""
+        values: list[float] = getattr(self, f"{distribution}_s")
+        return values
+
 
 def _speedup(pairs: Sequence[tuple[float, float]]) -> float:
     warm = median([w for _, w in pairs])
@@ -406,10 +441,6 @@ def quantile_noise(samples: Sequence[float], q: float, confidence: float) -> flo
     return (high - low) / 2.0 / abs(point)
 
 
-def _percentile_samples(samples: RunSamples, key: str) -> list[float]:
-    return samples.ttft_s if key.startswith("ttft") else samples.tpot_s
-
-
 def run_noise(
     samples: RunSamples, *, resamples: int, confidence: float, seed: int
 ) -> dict[str, float | None]:
@@ -426,9 +457,9 @@ def run_noise(
         "goodput_concurrency": None,
         "prefix_speedup": noise(samples.prefix_pairs, _speedup, 6),
     } | {
-        spec.key: quantile_noise(_percentile_samples(samples, spec.key), spec.percentile, confidence)
+        spec.key: quantile_noise(samples.latencies(spec.distribution), spec.percentile, confidence)
         for spec in METRICS
-        if spec.percentile is not None
+        if spec.distribution is not None and spec.percentile is not None
     }
 
 
@@ -440,16 +471,10 @@ def unbounded_figures(
     of 32 requests is about their largest, one request's luck."""
     unbounded: dict[str, str] = {}
     for spec in METRICS:
-        if spec.percentile is None:
+        if spec.distribution is None or spec.percentile is None:
             continue
-        n = len(_percentile_samples(samples, spec.key))
-        before = (
-            None
-            if baseline is None
-            else baseline.ttft_count
-            if spec.key.startswith("ttft")
-            else baseline.tpot_count
-        )
+        n = len(samples.latencies(spec.distribution))
+        before = None if baseline is None else baseline.count(spec.distribution)
         need = samples_to_bound(spec.percentile, confidence)
         fewest = min(n, before) if before else n
         if 0 < fewest < need:
@@ -478,7 +503,6 @@ def compare_metric(
     """One figure: regressed when it got worse by more than both the noise of the difference
     (``DIFFERENCE_NOISE x noise``) and ``floor`` (all relative). ``unbounded``: why this run's samples
     cannot bound the figure; its change is shown and not judged."""
-    tolerance: float | None = max(floor, DIFFERENCE_NOISE * noise) if noise is not None else floor
     change: float | None = None
     regression: float | None = None
     note = ""
@@ -491,8 +515,9 @@ def compare_metric(
         regression = -change if spec.better is Better.HIGHER else change
         note = unbounded
     judged = change is not None and not unbounded
-    if not judged:
-        tolerance = None
+    tolerance: float | None = None
+    if judged:
+        tolerance = max(floor, DIFFERENCE_NOISE * noise) if noise is not None else floor
     return MetricComparison(
         key=spec.key,
         label=spec.label,
