@@ -14,6 +14,7 @@ import pytest
 from kvstack.bench.baseline import (
     METRICS,
     BaselineError,
+    BaselineFigures,
     Better,
     RunSamples,
     bootstrap_noise,
@@ -331,16 +332,20 @@ def test_a_p99_of_too_few_requests_is_shown_and_not_judged() -> None:
     rerun = _report(200.0, 758.0, 4.0)
     rerun["checks"][0]["figures"]["levels"][1]["ttft"]["p50_ms"] = 198.0  # the p50s unchanged
     noise = run_noise(samples, resamples=500, confidence=0.95, seed=0)
-    fig = compare_runs(
-        base,
-        run_side(rerun, "this run"),
-        noise,
-        floor=0.5,
-        latency_floor=0.2,
-        confidence=0.95,
-        resamples=500,
-        unbounded=unbounded,
-    )
+
+    def gate(current: dict[str, Any]) -> BaselineFigures:
+        return compare_runs(
+            base,
+            run_side(current, "this run"),
+            noise,
+            floor=0.5,
+            latency_floor=0.2,
+            confidence=0.95,
+            resamples=500,
+            unbounded=unbounded,
+        )
+
+    fig = gate(rerun)
     p99 = next(m for m in fig.metrics if m.key == "ttft_p99_ms")
     assert p99.change == pytest.approx(758 / 396 - 1)  # shown
     assert (p99.judged, p99.regressed, p99.tolerance) == (False, False, None)
@@ -355,17 +360,7 @@ def test_a_p99_of_too_few_requests_is_shown_and_not_judged() -> None:
     assert passed is True, reason
     assert "2 shown but not judged" in reason
     # the same +92% on a p50 (which 32 requests bound) still fails
-    slow = _report(200.0, 758.0, 4.0)
-    bad = compare_runs(
-        base,
-        run_side(slow, "this run"),
-        noise,
-        floor=0.5,
-        latency_floor=0.2,
-        confidence=0.95,
-        resamples=500,
-        unbounded=unbounded,
-    )
+    bad = gate(_report(200.0, 758.0, 4.0))
     assert [m.key for m in bad.regressions] == ["ttft_p50_ms"]
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from kvstack.infra.lint import failed, lint, monitored_metrics
-from tests.infra.infra_stacks import EXAMPLE_STACKS, example_plan
+from tests.infra.infra_stacks import EXAMPLE_STACKS, ROUTER_CHECKS, example_plan
 
 Bodies = list[dict[str, Any]]
 Mutation = Callable[[Bodies], None]
@@ -182,15 +182,7 @@ def test_example_stacks_pass(stack: str) -> None:
     checks |= {"autoscaling"}
     # prod's HPA needs prometheus-adapter: the adapter check runs (and warns: the wiring is undeclared);
     # prod runs the router tier, whose checks run too
-    router = {
-        "router-image",
-        "router-select",
-        "router-rbac",
-        "router-probes",
-        "router-metrics",
-        "router-render",
-    }
-    assert {f.check for f in findings} == checks | ({"adapter", *router} if stack == "prod" else set())
+    assert {f.check for f in findings} == checks | ({"adapter", *ROUTER_CHECKS} if stack == "prod" else set())
 
 
 def _adapter(bodies: Bodies) -> dict[str, Any]:

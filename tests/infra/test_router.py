@@ -22,7 +22,13 @@ from kvstack.infra.manifests.names import (
 )
 from kvstack.infra.schema import KUBE_VERSIONS, validate, validate_all
 from kvstack.infra.stack import build_stack
-from tests.infra.infra_stacks import PROJECT_DIR, example_config, example_plan, stack_document
+from tests.infra.infra_stacks import (
+    PROJECT_DIR,
+    ROUTER_CHECKS,
+    example_config,
+    example_plan,
+    stack_document,
+)
 
 
 def _router(stack: str = "prod", config: StackConfig | None = None) -> dict[str, dict[str, Any]]:
@@ -400,14 +406,7 @@ def _router_container(bodies: list[dict[str, Any]]) -> dict[str, Any]:
 
 def test_lint_passes_the_prod_router() -> None:
     findings = _lint(_bodies())
-    assert {f.check for f in findings} == {
-        "router-image",
-        "router-select",
-        "router-rbac",
-        "router-probes",
-        "router-metrics",
-        "router-render",
-    }
+    assert {f.check for f in findings} == ROUTER_CHECKS
     assert [f for f in findings if f.status != "ok"] == []
     assert _lint(_bodies("dev")) == []  # one replica, no router: nothing to say
 
