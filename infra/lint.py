@@ -670,11 +670,15 @@ def _selector_arg(argv: Sequence[str]) -> dict[str, str]:
     return out
 
 
+def image_tag(image: str) -> str | None:
+    """The tag of an image reference (``repo:tag``, ``repo:tag@sha256:...``); None when it has none."""
+    last = image.split("@", 1)[0].rsplit("/", 1)[-1]
+    return last.rsplit(":", 1)[1] if ":" in last else None
+
+
 def _image_pinned(image: str) -> bool:
-    if "@sha256:" in image:
-        return True
-    last = image.rsplit("/", 1)[-1]
-    return ":" in last and last.rsplit(":", 1)[1].lower() not in MOVING_TAGS
+    tag = image_tag(image)
+    return "@sha256:" in image or (tag is not None and tag.lower() not in MOVING_TAGS)
 
 
 def check_router_presence(bodies: Sequence[dict[str, Any]], deployment: dict[str, Any]) -> list[Finding]:
@@ -841,19 +845,10 @@ def _router_metrics(
     return [_fail("router-metrics", f"no ServiceMonitor or PodMonitor scrapes {where}'s metrics port {port}")]
 
 
-def image_tag(image: str) -> str | None:
-    """The tag of an image reference (``repo:tag``, ``repo:tag@sha256:...``); None when it has none."""
-    last = image.split("@", 1)[0].rsplit("/", 1)[-1]
-    return last.rsplit(":", 1)[1] if ":" in last else None
-
-
-def _router_render(
-    container: dict[str, Any], engine: dict[str, Any], engine_container: dict[str, Any]
-) -> Finding:
+def _router_render(policy: str, engine: dict[str, Any], engine_container: dict[str, Any]) -> Finding:
     """A policy that reads token ids from the engines' render routes gets an engine that serves them:
     vLLM >= 0.30 only with --enable-scale-out, <= 0.28 always (and it refuses the flag). Without them
     vllm-router 0.1.17 load-balances, nothing fails, and the fleet loses its prefix-cache hits."""
-    policy = flag_values(_argv(container)).get("--policy") or "cache_aware"  # vllm-router's default
     engine_image = str(engine_container.get("image") or "")
     engine_flags = flag_values(_argv(engine_container))
     where = f"{_name(engine)} ({engine_image})"
@@ -894,10 +889,12 @@ def check_router(
         else:
             out.append(_fail("router-image", f"{where}: image {image!r} is not pinned (exact tag or digest)"))
         out += _router_discovery(bodies, router, container, engine, engine_container)
-        out.append(_router_render(container, engine, engine_container))
-        if "--service-discovery" in flag_values(_argv(container)):
+        flags = flag_values(_argv(container))
+        policy = flags.get("--policy") or "cache_aware"  # vllm-router's default
+        out.append(_router_render(policy, engine, engine_container))
+        if "--service-discovery" in flags:
             out += _router_rbac(bodies, router)
-        port = int(flag_values(_argv(container)).get("--port") or 30000)  # vllm-router's default
+        port = int(flags.get("--port") or 30000)  # vllm-router's default
         out += _router_probes(router, container, port)
         if not _services_of(bodies, router, container, port):
             out.append(

@@ -67,6 +67,13 @@ class ImageSpec(PinnedImage):
     def _tag_or_digest(self) -> ImageSpec:
         if not self.tag and not self.digest:
             raise cross_check_error(
-                "ImageSpec", [(("tag",), "set a pinned image.tag (e.g. v0.26.0) or an image.digest", None)]
+                "ImageSpec",
+                [
+                    (
+                        ("tag",),
+                        f"set a pinned {self.where}.tag (e.g. {self.example_tag}) or an {self.where}.digest",
+                        None,
+                    )
+                ],
             )
         return self
