@@ -210,8 +210,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", type=Path, default=DEFAULT_OUT, help=f"report directory (default {DEFAULT_OUT})"
     )
+    defaults = VerifyConfig.model_construct()  # the model's defaults, read once for every flag's help
     for flag, paths, typ, help_text in _VALUE_FLAGS:
-        parser.add_argument(flag, type=typ, default=None, help=_with_default(help_text, paths))
+        parser.add_argument(flag, type=typ, default=None, help=_with_default(help_text, paths, defaults))
     parser.add_argument(
         "--sweep-levels", help="explicit sweep levels, e.g. 1,4,16,64 (overrides --sweep-max)"
     )
@@ -236,20 +237,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress output, only the result table")
 
 
-def config_default(path: str) -> Any:
-    """The default of a config field (dotted path), as the model declares it: what --help shows."""
-    node: Any = VerifyConfig.model_construct()
+def config_default(defaults: VerifyConfig, path: str) -> Any:
+    """The value at a dotted path of ``defaults`` (``VerifyConfig.model_construct()``): a field's default,
+    as the model declares it; None under an optional section."""
+    node: Any = defaults
     for part in path.split("."):
-        node = getattr(node, part) if node is not None else None  # under an optional section: none
+        node = getattr(node, part) if node is not None else None
     return node
 
 
-def _with_default(help_text: str, paths: Sequence[str]) -> str:
+def _with_default(help_text: str, paths: Sequence[str], defaults: VerifyConfig) -> str:
     """``help_text`` and the fields' default, read from the model (never written twice); none shown when
     the fields a flag sets differ in their defaults, or when the text already says what the default is."""
-    defaults = {repr(config_default(path)) for path in paths}
-    default = config_default(paths[0])
-    if default in (None, "") or len(defaults) > 1 or "default" in help_text:
+    values = [config_default(defaults, path) for path in paths]
+    default = values[0]
+    if default in (None, "") or any(v != default for v in values) or "default" in help_text:
         return help_text
     shown = f"{default:g}" if isinstance(default, float) else str(default)
     return f"{help_text} (default {shown})"
